@@ -1,0 +1,1 @@
+"""Execution: the ansible-runner adapter, runner events, and the batch loop."""

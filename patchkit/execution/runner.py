@@ -1,0 +1,176 @@
+"""The one module that talks to ansible-runner. Everything else sees typed results.
+
+Follows what was checked on this machine (shared/ANSIBLE-NOTES.md): a fresh private data dir per
+run, results kept from ``event_handler`` (never by re-reading ``Runner.events``), the venv's bin
+on PATH (runner needs ``ansible-playbook``), ``timeout=`` for a job timeout that applies, and fast
+SSH defaults (pipelining, ControlPersist, no host key prompts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import ansible_runner
+
+from patchkit import content
+from patchkit.errors import RunnerError
+
+log = logging.getLogger(__name__)
+
+# runner event name -> our task status (changed is refined from the result)
+_STATUSES = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task's outcome on one host, as a module returned it."""
+
+    host: str
+    task: str
+    action: str
+    status: str  # ok / changed / failed / skipped / unreachable
+    result: Mapping[str, Any]
+    duration: float | None = None
+
+    @property
+    def message(self) -> str:
+        return str(self.result.get("msg", ""))
+
+
+@dataclass(frozen=True)
+class PlaybookResult:
+    """What one ansible-runner invocation did, host by host."""
+
+    status: str  # successful / failed / timeout / canceled
+    rc: int
+    tasks: tuple[TaskResult, ...]
+    hosts: tuple[str, ...] = field(default=())
+
+    def for_host(self, host: str) -> tuple[TaskResult, ...]:
+        return tuple(t for t in self.tasks if t.host == host)
+
+    def unreachable(self) -> set[str]:
+        return {t.host for t in self.tasks if t.status == "unreachable"}
+
+    def failed(self) -> set[str]:
+        return {t.host for t in self.tasks if t.status == "failed"}
+
+    def task(self, host: str, name: str) -> TaskResult | None:
+        """The last result of the task called ``name`` on ``host``."""
+        found = [t for t in self.tasks if t.host == host and t.task == name]
+        return found[-1] if found else None
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def task_result(event: Mapping[str, Any]) -> TaskResult | None:
+    """Turn a runner event into a TaskResult, or None for events that are not task outcomes."""
+    status = _STATUSES.get(str(event.get("event", "")))
+    if status is None:
+        return None
+    data = event.get("event_data", {})
+    res = data.get("res", {}) or {}
+    if status == "ok" and res.get("changed"):
+        status = "changed"
+    return TaskResult(
+        host=str(data.get("host", "")),
+        task=str(data.get("task", "")),
+        action=str(data.get("task_action", "")),
+        status=status,
+        result=_freeze(dict(res)),
+        duration=data.get("duration"),
+    )
+
+
+def ansible_env() -> dict[str, str]:
+    """Environment for ansible-playbook: our venv first on PATH, tuned SSH, our roles."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+        "ANSIBLE_ROLES_PATH": str(content.roles_dir()),
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: Path,
+    *,
+    limit: str | None = None,
+    extravars: Mapping[str, Any] | None = None,
+    check: bool = False,
+    forks: int = 10,
+    timeout: int | None = None,
+    on_task: Callable[[TaskResult], None] | None = None,
+) -> PlaybookResult:
+    """Run ``playbook`` against ``inventory`` and return every task outcome per host.
+
+    Hosts failing or unreachable are results, not errors; RunnerError is raised only when the
+    playbook could not run at all (missing file, ansible-playbook absent, a syntax error).
+    """
+    if not playbook.is_file():
+        raise RunnerError(f"playbook not found: {playbook}")
+    if not inventory.exists():
+        raise RunnerError(
+            f"inventory not found: {inventory}", hint="for the lab, run 'patchkit lab up' first"
+        )
+    tasks: list[TaskResult] = []
+    hosts: list[str] = []
+
+    def handler(event: dict[str, Any]) -> bool:
+        result = task_result(event)
+        if result is not None:
+            tasks.append(result)
+            if result.host not in hosts:
+                hosts.append(result.host)
+            if on_task is not None:
+                on_task(result)
+        return False  # keep results in memory only; nothing to write per event
+
+    with tempfile.TemporaryDirectory(prefix="patchkit-runner-") as private:
+        runner = ansible_runner.run(
+            private_data_dir=private,
+            playbook=str(playbook.resolve()),
+            inventory=str(inventory.resolve()),
+            limit=limit,
+            extravars=dict(extravars or {}),
+            cmdline="--check" if check else None,
+            forks=forks,
+            envvars=ansible_env(),
+            event_handler=handler,
+            quiet=True,
+            timeout=timeout,
+        )
+        stdout = runner.stdout.read() if runner.rc not in (0, 2, 4) else ""
+    log.debug("playbook %s finished: %s rc=%s", playbook.name, runner.status, runner.rc)
+    if runner.rc not in (0, 2, 4) and not tasks:
+        tail = " | ".join(stdout.strip().splitlines()[-4:])
+        raise RunnerError(
+            f"ansible-playbook {playbook.name} could not run (rc {runner.rc}): {tail}"
+        )
+    return PlaybookResult(
+        status=str(runner.status), rc=int(runner.rc), tasks=tuple(tasks), hosts=tuple(hosts)
+    )

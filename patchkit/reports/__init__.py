@@ -1,0 +1,1 @@
+"""Renderers: the only modules that import rich or jinja2."""

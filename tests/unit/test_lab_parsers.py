@@ -1,0 +1,53 @@
+"""Unit: parsers of machine output the lab relies on (captured text, no I/O)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from patchkit.lab.image import parse_mirror
+from patchkit.lab.system import parse_mountinfo
+
+MOUNTINFO = r"""22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+95 22 7:0 / /var/lib/patchkit/lab/pklab/pool rw,noatime shared:50 - btrfs /dev/loop0 rw,ssd
+96 22 0:51 / /var/lib/patchkit/lab/pklab/lxcfs rw,nosuid shared:51 - fuse.lxcfs lxcfs rw,user_id=0
+97 22 0:52 / /tmp/with\040space rw shared:52 - tmpfs tmpfs rw
+"""
+
+
+def test_parse_mountinfo() -> None:
+    mounts = parse_mountinfo(MOUNTINFO)
+    assert ("/var/lib/patchkit/lab/pklab/pool", "btrfs") in mounts
+    assert ("/var/lib/patchkit/lab/pklab/lxcfs", "fuse.lxcfs") in mounts
+    assert ("/tmp/with space", "tmpfs") in mounts
+    assert len(mounts) == 4
+
+
+def test_parse_mountinfo_skips_garbage() -> None:
+    assert parse_mountinfo("nonsense\n\n") == []
+
+
+def test_mirror_from_deb822() -> None:
+    sources = """Types: deb
+URIs: http://deb.example.org/debian
+Suites: bookworm bookworm-updates
+
+Types: deb
+URIs: http://deb.example.org/debian-security
+Suites: bookworm-security
+"""
+    assert parse_mirror(sources) == "http://deb.example.org/debian"
+
+
+def test_mirror_from_one_line_sources() -> None:
+    sources = "# comment\ndeb [arch=amd64] http://mirror.example.net/debian bookworm main\n"
+    assert parse_mirror(sources) == "http://mirror.example.net/debian"
+
+
+def test_no_mirror() -> None:
+    assert parse_mirror("# nothing here\n") is None
+
+
+def test_mountinfo_of_this_machine_parses() -> None:
+    # The real file of this kernel: the root mount must be among what the parser finds.
+    points = {point for point, _ in parse_mountinfo(Path("/proc/self/mountinfo").read_text())}
+    assert "/" in points

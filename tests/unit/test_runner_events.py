@@ -1,0 +1,87 @@
+"""Unit: runner events become typed task results (captured event shapes, no ansible-runner)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from patchkit.execution.runner import PlaybookResult, task_result
+from patchkit.lab.check import parse_report
+
+
+def _event(name: str, host: str = "host1", **res: Any) -> dict[str, Any]:
+    return {
+        "event": name,
+        "event_data": {
+            "host": host,
+            "task": "Upgrade",
+            "task_action": "ansible.builtin.apt",
+            "res": res,
+            "duration": 1.5,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "event, status",
+    [
+        (_event("runner_on_ok", changed=False), "ok"),
+        (_event("runner_on_ok", changed=True), "changed"),
+        (_event("runner_on_failed", msg="boom"), "failed"),
+        (_event("runner_on_skipped"), "skipped"),
+        (_event("runner_on_unreachable", msg="timed out"), "unreachable"),
+    ],
+)
+def test_task_events(event: dict[str, Any], status: str) -> None:
+    result = task_result(event)
+    assert result is not None
+    assert result.status == status
+    assert result.host == "host1"
+    assert result.action == "ansible.builtin.apt"
+    assert result.duration == 1.5
+
+
+def test_other_events_are_not_task_results() -> None:
+    assert task_result({"event": "playbook_on_stats", "event_data": {}}) is None
+    assert task_result({"event": "verbose", "stdout": "x"}) is None
+
+
+def test_results_are_read_only() -> None:
+    result = task_result(_event("runner_on_ok", nested={"a": [1, 2]}))
+    assert result is not None
+    with pytest.raises(TypeError):
+        result.result["nested"]["a"] = 3
+    assert result.result["nested"]["a"] == (1, 2)
+
+
+def test_playbook_result_queries() -> None:
+    tasks = tuple(
+        t
+        for t in (
+            task_result(_event("runner_on_ok", host="host1", changed=True)),
+            task_result(_event("runner_on_unreachable", host="host2", msg="no route")),
+            task_result(_event("runner_on_failed", host="host3", msg="dpkg error")),
+        )
+        if t is not None
+    )
+    result = PlaybookResult("failed", 2, tasks, ("host1", "host2", "host3"))
+    assert result.unreachable() == {"host2"}
+    assert result.failed() == {"host3"}
+    found = result.task("host3", "Upgrade")
+    assert found is not None and found.message == "dpkg error"
+    assert result.task("host1", "Missing") is None
+
+
+def test_lab_check_report() -> None:
+    msg = {
+        "boot_id": "0f1e2d3c-aaaa-bbbb-cccc-000000000000",
+        "packages": {
+            "demo-lib": [{"name": "demo-lib", "version": "1.1", "arch": "all"}],
+            "demo-svc": [{"name": "demo-svc", "version": "1.0", "arch": "all"}],
+        },
+    }
+    row = parse_report("host2", msg)
+    assert row.reachable
+    assert row.boot_id == msg["boot_id"]
+    assert dict(row.packages) == {"demo-lib": "1.1", "demo-svc": "1.0"}
