@@ -21,7 +21,7 @@ from patchkit.lab.config import (
     DEFAULT_SUBNET,
     LabConfig,
 )
-from patchkit.reports.lab import check_table, status_table
+from patchkit.reports.lab import check_problems, check_table, status_table
 
 console = Console()
 err_console = Console(stderr=True)
@@ -164,6 +164,8 @@ def check_cmd(ctx: click.Context, limit: str | None, as_json: bool) -> None:
         _json([dataclasses.asdict(r) | {"packages": dict(r.packages)} for r in rows])
     else:
         console.print(check_table(rows))
+        for line in check_problems(rows):
+            err_console.print(line, markup=False, highlight=False)
     if not all(r.reachable for r in rows):
         sys.exit(ExitCode.FAILURES)
 

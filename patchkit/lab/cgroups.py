@@ -75,5 +75,32 @@ def remove(group: str) -> None:
                 continue
 
 
+def member(pid: int, group: str) -> bool:
+    """True when process ``pid`` lives in ``group`` or below it (in any hierarchy)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    top = "/" + group.strip("/")
+    for line in lines:
+        path = line.split(":", 2)[-1]
+        if path == top or path.startswith(top + "/"):
+            return True
+    return False
+
+
+def owned_pid(pid_file: Path, group: str) -> int | None:
+    """The pid in ``pid_file`` if that process is alive and one of ``group``'s, else None.
+
+    PID files outlive their processes when the lab is killed without teardown, and after a
+    restart the number may belong to anyone (it was once the controller itself): a pid is only
+    trusted, and only ever signalled, while it sits in the lab's cgroup.
+    """
+    pid = system.read_pid(pid_file)
+    if pid is None or not system.alive(pid) or not member(pid, group):
+        return None
+    return pid
+
+
 def exists(group: str) -> bool:
     return any((root / group).is_dir() for root in roots())

@@ -54,8 +54,11 @@ def existing(config: LabConfig) -> list[int]:
 
 # ---------------------------------------------------------------- state
 def supervisor_pid(config: LabConfig, index: int) -> int | None:
-    pid = system.read_pid(config.run_file(index, "sup.pid"))
-    return pid if system.alive(pid) else None
+    return cgroups.owned_pid(config.run_file(index, "sup.pid"), _group(config, index))
+
+
+def _group(config: LabConfig, index: int) -> str:
+    return f"{config.cgroup}/{config.host_name(index)}"
 
 
 def running(config: LabConfig, index: int) -> bool:
@@ -64,8 +67,8 @@ def running(config: LabConfig, index: int) -> bool:
 
 def guest_init(config: LabConfig, index: int) -> int | None:
     """PID (as the controller sees it) of the host's systemd, or None when it is off."""
-    nspawn = system.read_pid(config.run_file(index, "pid"))
-    if not system.alive(nspawn) or nspawn is None:
+    nspawn = cgroups.owned_pid(config.run_file(index, "pid"), _group(config, index))
+    if nspawn is None:
         return None
     kids = system.children(nspawn)
     return kids[0] if kids else None
@@ -97,7 +100,7 @@ def start(config: LabConfig, index: int) -> None:
     if running(config, index):
         return
     # A supervisor that died (killed controller) may have left its guest running: clear it.
-    cgroups.kill_all(f"{config.cgroup}/{config.host_name(index)}")
+    cgroups.kill_all(_group(config, index))
     system.run(
         ["rm", "-rf", f"/run/systemd/nspawn/propagate/{config.host_name(index)}"], check=False
     )
@@ -117,11 +120,13 @@ def stop(config: LabConfig, index: int, timeout: float = 30.0) -> None:
     if sup is None:
         return
     config.run_file(index, "stop").touch()
-    system.signal_pid(system.read_pid(config.run_file(index, "pid")), signal.SIGTERM)
+    system.signal_pid(
+        cgroups.owned_pid(config.run_file(index, "pid"), _group(config, index)), signal.SIGTERM
+    )
     if system.wait_until(lambda: not running(config, index), timeout, 0.2):
         return
     log.warning("%s: clean poweroff timed out, killing it", config.host_name(index))
-    cgroups.kill_all(f"{config.cgroup}/{config.host_name(index)}")
+    cgroups.kill_all(_group(config, index))
     system.wait_until(lambda: not running(config, index), 10, 0.2)
 
 

@@ -43,7 +43,10 @@ def ensure_lxcfs(config: LabConfig) -> None:
     if system.is_mounted(config.lxcfs_dir):
         system.unmount(config.lxcfs_dir)  # the daemon died: its mount only goes lazily
     config.lxcfs_dir.mkdir(parents=True, exist_ok=True)
-    system.signal_pid(system.read_pid(config.run_dir / "lxcfs.pid"), signal.SIGKILL)
+    system.signal_pid(
+        cgroups.owned_pid(config.run_dir / "lxcfs.pid", f"{config.cgroup}/services"),
+        signal.SIGKILL,
+    )
     system.spawn_daemon(
         ["lxcfs", "-p", str(config.run_dir / "lxcfs.pid"), str(config.lxcfs_dir)],
         config.run_dir / "lxcfs.log",

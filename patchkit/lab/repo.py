@@ -141,14 +141,18 @@ def _answers(config: LabConfig) -> bool:
 
 
 def serving(config: LabConfig) -> bool:
-    return system.alive(system.read_pid(config.run_dir / "repo.pid")) and _answers(config)
+    return _server_pid(config) is not None and _answers(config)
+
+
+def _server_pid(config: LabConfig) -> int | None:
+    return cgroups.owned_pid(config.run_dir / "repo.pid", f"{config.cgroup}/services")
 
 
 def ensure_serving(config: LabConfig) -> None:
     """Serve the repositories on the bridge address (the bridge must exist)."""
     if serving(config):
         return
-    system.signal_pid(system.read_pid(config.run_dir / "repo.pid"), signal.SIGKILL)
+    system.signal_pid(_server_pid(config), signal.SIGKILL)
     argv = [
         sys.executable,
         "-m",

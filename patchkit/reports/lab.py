@@ -38,5 +38,10 @@ def check_table(rows: Sequence[HostCheck]) -> Table:
             versions = [row.packages.get(name, "-") for name in names]
             table.add_row(row.host, "[green]ok[/]", (row.boot_id or "")[:8], *versions)
         else:
-            table.add_row(row.host, "[red]unreachable[/]", row.message[:40], *["" for _ in names])
+            table.add_row(row.host, "[red]unreachable[/]", "-", *["" for _ in names])
     return table
+
+
+def check_problems(rows: Sequence[HostCheck]) -> list[str]:
+    """One line per unreachable host with Ansible's reason, in full (tables would cut it)."""
+    return [f"{row.host}: {row.message}" for row in rows if not row.reachable]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from patchkit.lab import cgroups
 from patchkit.lab.image import parse_mirror
 from patchkit.lab.system import parse_mountinfo
 
@@ -51,3 +53,21 @@ def test_mountinfo_of_this_machine_parses() -> None:
     # The real file of this kernel: the root mount must be among what the parser finds.
     points = {point for point, _ in parse_mountinfo(Path("/proc/self/mountinfo").read_text())}
     assert "/" in points
+
+
+def test_stale_pid_file_naming_another_process_is_not_trusted(tmp_path: Path) -> None:
+    # After a restart, a lab pid file may hold the number of an unrelated process (once: the
+    # controller itself, which then SIGKILLed itself). Only a pid inside the lab cgroup counts.
+    pid_file = tmp_path / "lxcfs.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert cgroups.owned_pid(pid_file, "patchkit-lab-nosuchlab/services") is None
+    assert not cgroups.member(os.getpid(), "patchkit-lab-nosuchlab")
+
+
+def test_pid_inside_the_group_is_trusted(tmp_path: Path) -> None:
+    paths = [line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()]
+    own = max(paths, key=len).strip("/")  # the deepest group we are in, in some hierarchy
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(str(os.getpid()))
+    assert cgroups.owned_pid(pid_file, own) == os.getpid()
+    assert cgroups.owned_pid(tmp_path / "missing.pid", own) is None

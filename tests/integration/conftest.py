@@ -1,0 +1,99 @@
+"""Integration fixtures: a lab of real hosts, shared by the session, torn down at its end.
+
+The test lab has its own name and subnet (``pktest``, 10.77.1.0/24) so that it never touches a
+lab someone brought up by hand for the demo. Set PATCHKIT_TEST_KEEP_LAB=1 to keep it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from patchkit.execution.runner import PlaybookResult, run_playbook
+from patchkit.lab import hosts, lifecycle
+from patchkit.lab.check import HostCheck, check
+from patchkit.lab.config import LabConfig
+
+PLAYBOOKS = Path(__file__).parent / "playbooks"
+TEST_HOSTS = 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def lab_config() -> LabConfig:
+    return LabConfig.create(
+        name=os.environ.get("PATCHKIT_TEST_LAB_NAME", "pktest"),
+        root=os.environ.get("PATCHKIT_LAB_ROOT", "/var/lib/patchkit/lab"),
+        subnet=os.environ.get("PATCHKIT_TEST_LAB_SUBNET", "10.77.1.0/24"),
+    )
+
+
+@pytest.fixture(scope="session")
+def lab(lab_config: LabConfig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Bring the test lab up (TEST_HOSTS hosts); yield its inventory; tear it down."""
+    inventory_dir = tmp_path_factory.mktemp("lab-inventory")
+    lifecycle.up(lab_config, TEST_HOSTS, inventory_dir)
+    try:
+        yield inventory_dir / "hosts.yml"
+    finally:
+        if os.environ.get("PATCHKIT_TEST_KEEP_LAB") != "1":
+            lifecycle.down(lab_config, inventory_dir)
+
+
+@pytest.fixture
+def pristine(lab_config: LabConfig, lab: Path) -> Iterator[None]:
+    """Put every test host back to the state it had before the test (btrfs restore)."""
+    name = "pretest-" + uuid.uuid4().hex[:8]
+    indices = list(range(1, TEST_HOSTS + 1))
+    for index in indices:
+        hosts.snapshot(lab_config, index, name)
+    try:
+        yield
+    finally:
+        for index in indices:
+            hosts.clear_faults(lab_config, index)
+            hosts.restore(lab_config, index, name)
+            hosts.delete_snapshot(lab_config, index, name)
+
+
+def play(
+    name: str, inventory: Path, limit: str | None = None, **extravars: object
+) -> PlaybookResult:
+    """Run one of the test playbooks through patchkit's runner adapter."""
+    return run_playbook(PLAYBOOKS / name, inventory, limit=limit, extravars=extravars, timeout=300)
+
+
+def states(inventory: Path, limit: str | None = None) -> dict[str, HostCheck]:
+    return {row.host: row for row in check(inventory, limit)}
+
+
+def on_host(config: LabConfig, index: int, command: str) -> str:
+    """Run a shell command on a lab host over SSH; its stdout."""
+    done = subprocess.run(
+        [*hosts.ssh_argv(config, index), command], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"{command!r} on host{index}: {done.stderr}"
+    return done.stdout.strip()
+
+
+def patchkit_cli(
+    *args: str, env: dict[str, str] | None = None, user: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the patchkit command line as a user would (optionally as another Unix user)."""
+    argv = [sys.executable, "-m", "patchkit", *args]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
