@@ -7,15 +7,13 @@ import sys
 import traceback
 
 import click
-from rich.console import Console
 from rich.logging import RichHandler
 
 from patchkit import __version__
+from patchkit.cli.consoles import err_console
 from patchkit.errors import ExitCode, PatchkitError
 
 from .lab import lab
-
-err_console = Console(stderr=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,10 +40,16 @@ cli.add_command(lab)
 def main() -> None:
     """Console script entry point: turns patchkit errors into one line and an exit code."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="patchkit", standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("patchkit: interrupted")
         sys.exit(ExitCode.FAILURES)
+    except click.UsageError as exc:
+        # Same shape as every other error: what is wrong, then what to do.
+        err_console.print(f"[bold red]patchkit: error:[/] {exc.format_message()}", highlight=False)
+        where = exc.ctx.command_path if exc.ctx is not None else "patchkit"
+        err_console.print(f"  what to do: see '{where} --help'", highlight=False)
+        sys.exit(ExitCode.BAD_INPUT)
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitCode.BAD_INPUT)

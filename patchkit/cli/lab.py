@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
+from patchkit.cli.consoles import console, err_console
 from patchkit.errors import ExitCode
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.check import check
@@ -22,9 +22,6 @@ from patchkit.lab.config import (
     LabConfig,
 )
 from patchkit.reports.lab import check_problems, check_table, status_table
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _json(value: Any) -> None:
@@ -255,6 +252,7 @@ def ssh(ctx: click.Context, host: str, command: tuple[str, ...]) -> None:
 @click.argument("host")
 @click.argument(
     "kind",
+    metavar="KIND",
     type=click.Choice(["boot-delay", "no-boot", "net-down", "net-up", "hard-reset", "clear"]),
 )
 @click.argument("seconds", required=False, type=float)

@@ -11,11 +11,13 @@ import email.utils
 import gzip
 import hashlib
 import logging
+import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from patchkit.errors import LabOperationError
@@ -91,17 +93,31 @@ def index(config: LabConfig) -> None:
             ["dpkg-scanpackages", "--multiversion", "pool", "/dev/null"],
             cwd=top,
         ).stdout
-        (top / "Packages").write_text(packages)
-        (top / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
+        _write_newer(top / "Packages", packages.encode())
+        _write_newer(top / "Packages.gz", gzip.compress(packages.encode(), mtime=0))
         sums = "".join(
             f" {hashlib.sha256((top / name).read_bytes()).hexdigest()}"
             f" {(top / name).stat().st_size} {name}\n"
             for name in ("Packages", "Packages.gz")
         )
-        (top / "Release").write_text(
+        release = (
             f"Origin: patchkit-lab\nLabel: patchkit-lab-{origin}\nSuite: {suite}\n"
             f"Codename: {suite}\nDate: {email.utils.formatdate(usegmt=True)}\nSHA256:\n{sums}"
         )
+        _write_newer(top / "Release", release.encode())
+
+
+def _write_newer(path: Path, data: bytes) -> None:
+    """Write ``data`` with an mtime strictly later, in whole seconds, than the file it replaces.
+
+    apt asks with If-Modified-Since and the HTTP server compares whole seconds: an index
+    rewritten in the same second as the previous one (withdraw then publish) would be answered
+    "304 Not Modified" and the host would keep the stale list.
+    """
+    before = int(path.stat().st_mtime) if path.exists() else 0
+    path.write_bytes(data)
+    stamp = max(time.time(), before + 1.0)
+    os.utime(path, (stamp, stamp))
 
 
 def publish(config: LabConfig, packages: tuple[DemoPackage, ...]) -> None:

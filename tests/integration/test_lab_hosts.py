@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.config import LabConfig
 
@@ -165,11 +163,3 @@ def test_boot_delay_keeps_host_off_for_a_while(lab_config: LabConfig, lab: Path)
         assert reboot.result["elapsed"] >= 8
     finally:
         hosts.clear_faults(lab_config, 2)
-
-
-@pytest.mark.parametrize("bad", ["host99999", "web1"])
-def test_bad_host_name_is_refused(lab_config: LabConfig, bad: str) -> None:
-    from patchkit.errors import LabUsageError
-
-    with pytest.raises(LabUsageError):
-        lab_config.parse_host(bad)
