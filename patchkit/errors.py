@@ -47,3 +47,27 @@ class RunnerError(PatchkitError, RuntimeError):
     """ansible-runner could not run a playbook at all (as opposed to hosts failing in it)."""
 
     exit_code = ExitCode.FAILURES
+
+
+class PolicyError(PatchkitError, ValueError):
+    """A policy file is unreadable or invalid; ``problems`` holds one line per problem."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
+        count = len(problems)
+        head = problems[0] if count == 1 else f"{count} problems:\n  " + "\n  ".join(problems)
+        super().__init__(head, hint=hint)
+        self.problems = problems
+
+
+class InventoryError(PatchkitError, ValueError):
+    """An inventory cannot be read, or names no host the command can use."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class FindingsError(PatchkitError, ValueError):
+    """A findings file (exported assessment) is unreadable or not in the documented format."""
+
+    exit_code = ExitCode.BAD_INPUT
