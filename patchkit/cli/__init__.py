@@ -14,6 +14,7 @@ from patchkit.cli.consoles import err_console
 from patchkit.errors import ExitCode, PatchkitError
 
 from .lab import lab
+from .policy import policy
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +36,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 
 
 cli.add_command(lab)
+cli.add_command(policy)
 
 
 def main() -> None:
