@@ -71,3 +71,15 @@ class FindingsError(PatchkitError, ValueError):
     """A findings file (exported assessment) is unreadable or not in the documented format."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class PlanningError(PatchkitError, ValueError):
+    """No plan can be made from these inputs (unknown window, no occurrence, nothing in scope)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class LedgerError(PatchkitError, OSError):
+    """The ledger database cannot be opened, read or written."""
+
+    exit_code = ExitCode.BAD_INPUT

@@ -14,6 +14,7 @@ from patchkit.cli.consoles import err_console
 from patchkit.errors import ExitCode, PatchkitError
 
 from .lab import lab
+from .planning import assess, plan, scope
 from .policy import policy
 
 
@@ -21,14 +22,21 @@ from .policy import policy
 @click.version_option(__version__, prog_name="patchkit")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option(
+    "--ledger",
+    envvar="PATCHKIT_LEDGER",
+    help="Ledger database URL (default sqlite:///.patchkit/ledger.sqlite; postgresql://… for "
+    "teams). Env: PATCHKIT_LEDGER.",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
+def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> None:
     """patchkit: patch windows for Ansible fleets, driven by a patch policy.
 
     Exit codes: 0 ok, 1 failures or a halted window, 2 bad input, 3 refused.
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["ledger"] = ledger
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
@@ -37,6 +45,8 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 
 cli.add_command(lab)
 cli.add_command(policy)
+for command in (scope, assess, plan):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -259,6 +259,8 @@ class Window(Section):
         if value is None:
             return None
         text = value.removeprefix("RRULE:")
+        if "COUNT=" in text.upper():
+            raise ValueError("COUNT is not supported (rules are anchored in 2000): use UNTIL")
         if "DTSTART" in text.upper():
             raise ValueError("give the rule only (FREQ=…); the start time comes from BYHOUR etc.")
         try:

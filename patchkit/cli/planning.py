@@ -1,0 +1,259 @@
+"""``patchkit scope``, ``assess`` and ``plan``: everything up to, not including, touching a host."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from patchkit import assess as assessing
+from patchkit import findings as findings_file
+from patchkit import inventory
+from patchkit import policy as policy_lib
+from patchkit.cli.consoles import console, err_console
+from patchkit.errors import ExitCode, PlanningError
+from patchkit.ledger import Ledger
+from patchkit.model import Finding
+from patchkit.planning import plan as planning
+from patchkit.planning import scope as scoping
+from patchkit.planning.priority import criticality_of
+from patchkit.planning.types import Plan
+from patchkit.policy.model import Policy
+from patchkit.reports import plan as plan_report
+from patchkit.reports import scope as scope_report
+
+log = logging.getLogger(__name__)
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
+inventory_option = click.option(
+    "-i",
+    "--inventory",
+    "inventory_path",
+    envvar="PATCHKIT_INVENTORY",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Ansible inventory (file, directory, script or plugin config). Env: PATCHKIT_INVENTORY.",
+)
+
+
+def _policy_option(required: bool) -> Callable[[FC], FC]:
+    return click.option(
+        "-p",
+        "--policy",
+        "policy_path",
+        envvar="PATCHKIT_POLICY",
+        required=required,
+        type=click.Path(path_type=Path),
+        help="Patch policy YAML file. Env: PATCHKIT_POLICY.",
+    )
+
+
+required_policy = _policy_option(required=True)
+optional_policy = _policy_option(required=False)
+
+
+def parse_time(text: str | None) -> datetime:
+    """``--at``: ISO 8601; a time without an offset is in this machine's local zone."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-28T21:00+01:00", param_hint="--at"
+        ) from None
+    return value if value.tzinfo else value.astimezone()
+
+
+def _ledger(ctx: click.Context) -> Ledger:
+    url: str | None = ctx.obj.get("ledger") if ctx.obj else None
+    return Ledger(url)
+
+
+# ---------------------------------------------------------------- scope
+
+
+@click.command()
+@inventory_option
+@optional_policy
+@click.option("--at", "at_text", help="Judge exception expiry at this time (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def scope(
+    inventory_path: Path, policy_path: Path | None, at_text: str | None, as_json: bool
+) -> None:
+    """List the hosts a policy governs, and for every host left out, why.
+
+    Without a policy every host of the inventory is in scope.
+    """
+    at = parse_time(at_text)
+    loaded = policy_lib.load(policy_path) if policy_path else None
+    with err_console.status("reading the inventory…"):
+        hosts = inventory.load(inventory_path)
+    match = scoping.matcher(hosts)
+    entries = scoping.resolve(hosts, loaded, at.date(), match)
+    rows = [_scope_row(e, loaded, match) for e in entries]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True, default=str))
+        return
+    console.print(scope_report.scope_tables(rows, policy=loaded.name if loaded else None))
+
+
+def _scope_row(entry: scoping.ScopeEntry, loaded: Policy | None, match: Any) -> dict[str, Any]:
+    host = entry.host
+    tier_var = loaded.criticality.variable if loaded else "tier"
+    cluster_var = (
+        loaded.rollout.anti_affinity.variable
+        if loaded and loaded.rollout.anti_affinity
+        else "cluster"
+    )
+    row: dict[str, Any] = {
+        "host": host.name,
+        "in_scope": entry.in_scope,
+        "reason": entry.reason,
+        "kind": entry.kind.value if entry.kind else None,
+        "env": host.var("env"),
+        "tier": host.var(tier_var),
+        "cluster": host.var(cluster_var),
+        "groups": list(host.groups),
+    }
+    if loaded is not None:
+        weight, label = criticality_of(host, loaded, match)
+        row["criticality"] = weight
+        row["criticality_label"] = label
+    return row
+
+
+# ---------------------------------------------------------------- assess
+
+
+@click.command()
+@required_policy
+@inventory_option
+@click.option("--limit", help="Only these hosts (an Ansible pattern), within the policy's scope.")
+@click.option(
+    "--export",
+    "export_path",
+    type=click.Path(path_type=Path),
+    help="Also write the findings to this JSON file (docs/findings-format.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_context
+def assess(
+    ctx: click.Context,
+    policy_path: Path,
+    inventory_path: Path,
+    limit: str | None,
+    export_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Ask the in-scope hosts which updates are pending (check mode: nothing is changed).
+
+    Results go to the ledger for 'patchkit plan'. Exits 1 when a host could not be assessed.
+    """
+    loaded = policy_lib.load(policy_path)
+    at = datetime.now(UTC)
+    hosts = inventory.load(inventory_path)
+    match = scoping.matcher(hosts)
+    names = [e.host.name for e in scoping.resolve(hosts, loaded, at.date(), match) if e.in_scope]
+    if limit:
+        wanted = match([limit])
+        names = [n for n in names if n in wanted]
+    if not names:
+        raise PlanningError(
+            "no in-scope host to assess", hint="check the policy's scope and --limit"
+        )
+    ledger = _ledger(ctx)
+    done = 0
+
+    def progress(finding: Finding) -> None:
+        nonlocal done
+        done += 1
+        log.debug("assessed %s", finding.host)
+        status.update(f"assessing {len(names)} host(s) in check mode… {done} done")
+
+    with err_console.status(f"assessing {len(names)} host(s) in check mode…") as status:
+        found = assessing.assess(inventory_path, limit=",".join(names), at=at, on_host=progress)
+    stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
+    if export_path is not None:
+        export_path.write_text(findings_file.dumps(stored))
+        err_console.print(f"findings written to {export_path}")
+    if as_json:
+        click.echo(findings_file.dumps(stored))
+    else:
+        console.print(scope_report.findings_table(stored, at))
+    if not all(f.reachable for f in stored):
+        sys.exit(ExitCode.FAILURES)
+
+
+# ---------------------------------------------------------------- plan
+
+FORMATS = ("text", "json", "markdown", "html")
+
+
+@click.command()
+@required_policy
+@inventory_option
+@click.option("--window", help="Plan for this window (default: the next window with work).")
+@click.option("--at", "at_text", help="Plan as if it were this time (ISO 8601; default: now).")
+@click.option(
+    "--findings",
+    "findings_path",
+    type=click.Path(path_type=Path),
+    help="Use this findings file instead of the ledger's latest assessments.",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--detail/--no-detail", default=True, help="List every update per host (text).")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write the preview to this file."
+)
+@click.option("--no-save", is_flag=True, help="Do not store the plan in the ledger.")
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    policy_path: Path,
+    inventory_path: Path,
+    window: str | None,
+    at_text: str | None,
+    findings_path: Path | None,
+    fmt: str,
+    detail: bool,
+    output: Path | None,
+    no_save: bool,
+) -> None:
+    """The dry-run preview: batches for the next window, for change approval.
+
+    Nothing on any host changes. The plan is saved in the ledger under its id, so that it can
+    be approved and run later.
+    """
+    loaded = policy_lib.load(policy_path)
+    at = parse_time(at_text)
+    hosts = inventory.load(inventory_path)
+    ledger = None if (no_save and findings_path) else _ledger(ctx)
+    if findings_path is not None:
+        found = {f.host: f for f in findings_file.load(findings_path)}
+    elif ledger is not None:
+        found = ledger.latest_findings({h.name for h in hosts})
+    made = planning.make_plan(loaded, hosts, found, at, window)
+    if ledger is not None and not no_save:
+        ledger.save_plan(planning.plan_body(made), saved_at=datetime.now(UTC))
+    if fmt == "text" and output is None:
+        console.print(plan_report.plan_text(made, detail=detail))
+        return
+    renderers: dict[str, Callable[[Plan], str]] = {
+        "json": plan_report.plan_json,
+        "markdown": plan_report.plan_markdown,
+        "html": plan_report.plan_html,
+        "text": lambda p: plan_report.plan_plain_text(p, detail=detail),
+    }
+    rendered = renderers[fmt](made)
+    if output is None:
+        click.echo(rendered)
+    else:
+        output.write_text(rendered)
+        err_console.print(f"plan {made.id} written to {output}")

@@ -1,0 +1,234 @@
+"""The one module that talks to the database. Rows stop here; callers get model values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from patchkit.errors import LedgerError
+from patchkit.ledger import schema as t
+from patchkit.model import Finding, PendingUpdate
+
+DEFAULT_PATH = Path(".patchkit/ledger.sqlite")
+
+
+def default_url() -> str:
+    return f"sqlite:///{DEFAULT_PATH}"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands times back without a zone; they were stored in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _new_id(result: Any) -> int:
+    """The integer key an INSERT just made (SQLAlchemy types it as optional)."""
+    return int(result.inserted_primary_key[0])
+
+
+class Ledger:
+    """Open (and create if needed) the ledger at ``url``: ``sqlite:///path`` or PostgreSQL."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or default_url()
+        try:
+            self.engine = self._connect(self.url)
+            t.metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                stored = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema"))
+                version = stored.scalar_one_or_none()
+                if version is None:
+                    conn.execute(insert(t.meta).values(key="schema", value=str(t.SCHEMA_VERSION)))
+                elif int(version) > t.SCHEMA_VERSION:
+                    raise LedgerError(
+                        f"ledger {self.url} has schema {version}, newer than this patchkit's "
+                        f"{t.SCHEMA_VERSION}",
+                        hint="upgrade patchkit",
+                    )
+        except SQLAlchemyError as exc:
+            raise self._error("cannot open", exc) from None
+
+    @staticmethod
+    def _connect(url: str) -> Engine:
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        if engine.dialect.name == "sqlite":
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                cursor.execute("PRAGMA busy_timeout=10000")
+                cursor.close()
+
+        return engine
+
+    def _error(self, what: str, exc: Exception) -> LedgerError:
+        detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+        return LedgerError(
+            f"{what} the ledger {self.url}: {detail}",
+            hint="check the path or URL, its permissions and free disk space (--ledger or "
+            "PATCHKIT_LEDGER choose another)",
+        )
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise self._error(what, exc) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------ assessments
+
+    def record_assessment(
+        self, found: Sequence[Finding], *, source: str, started: datetime
+    ) -> tuple[Finding, ...]:
+        """Store one assessment in one transaction; return the findings with first_seen set.
+
+        ``first_seen`` of an update is the earliest time any assessment saw that candidate on
+        that host (or the one given, if earlier): compliance deadlines run from it.
+        """
+        out = []
+        with self._tx("cannot write to") as conn:
+            result = conn.execute(
+                insert(t.assessments).values(started=_utc(started), source=source, hosts=len(found))
+            )
+            assessment_id = _new_id(result)
+            for finding in found:
+                known = self._first_seen(conn, finding.host)
+                updates = []
+                for u in finding.updates:
+                    seen = [x for x in (known.get((u.package, u.candidate)), u.first_seen) if x]
+                    first = min([*seen, finding.assessed_at], key=_utc)
+                    updates.append(
+                        PendingUpdate(u.package, u.installed, u.candidate, u.origin, _aware(first))
+                    )
+                row = conn.execute(
+                    insert(t.findings).values(
+                        assessment_id=assessment_id,
+                        host=finding.host,
+                        assessed_at=_utc(finding.assessed_at),
+                        reachable=finding.reachable,
+                        reboot_pending=finding.reboot_pending,
+                        message=finding.message,
+                    )
+                )
+                finding_id = _new_id(row)
+                if updates:
+                    conn.execute(
+                        insert(t.pending_updates),
+                        [
+                            {
+                                "finding_id": finding_id,
+                                "package": u.package,
+                                "installed": u.installed,
+                                "candidate": u.candidate,
+                                "origin": u.origin,
+                                "first_seen": _utc(u.first_seen or finding.assessed_at),
+                            }
+                            for u in updates
+                        ],
+                    )
+                out.append(
+                    Finding(
+                        host=finding.host,
+                        assessed_at=finding.assessed_at,
+                        reachable=finding.reachable,
+                        updates=tuple(updates),
+                        reboot_pending=finding.reboot_pending,
+                        message=finding.message,
+                    )
+                )
+        return tuple(out)
+
+    @staticmethod
+    def _first_seen(conn: Connection, host: str) -> dict[tuple[str, str], datetime]:
+        query = (
+            select(t.pending_updates.c.package, t.pending_updates.c.candidate)
+            .add_columns(func.min(t.pending_updates.c.first_seen))
+            .join(t.findings, t.findings.c.id == t.pending_updates.c.finding_id)
+            .where(t.findings.c.host == host)
+            .group_by(t.pending_updates.c.package, t.pending_updates.c.candidate)
+        )
+        return {(p, c): _aware(first) for p, c, first in conn.execute(query)}
+
+    def latest_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
+        """The newest finding per host (only for ``hosts`` when given)."""
+        latest = (
+            select(t.findings.c.host, func.max(t.findings.c.id).label("fid"))
+            .group_by(t.findings.c.host)
+            .subquery()
+        )
+        query = select(t.findings).join(latest, latest.c.fid == t.findings.c.id)
+        wanted = set(hosts) if hosts is not None else None
+        out: dict[str, Finding] = {}
+        with self._tx("cannot read") as conn:
+            rows = [r for r in conn.execute(query) if wanted is None or r.host in wanted]
+            ids = [r.id for r in rows]
+            updates: dict[int, list[PendingUpdate]] = {}
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                upd = select(t.pending_updates).where(t.pending_updates.c.finding_id.in_(part))
+                for u in conn.execute(upd):
+                    updates.setdefault(u.finding_id, []).append(
+                        PendingUpdate(
+                            u.package, u.installed, u.candidate, u.origin, _aware(u.first_seen)
+                        )
+                    )
+            for r in rows:
+                out[r.host] = Finding(
+                    host=r.host,
+                    assessed_at=_aware(r.assessed_at),
+                    reachable=r.reachable,
+                    updates=tuple(sorted(updates.get(r.id, []), key=lambda u: u.package)),
+                    reboot_pending=r.reboot_pending,
+                    message=r.message,
+                )
+        return out
+
+    # ------------------------------------------------------------ plans
+
+    def save_plan(self, body: dict[str, Any], *, saved_at: datetime) -> bool:
+        """Store a plan body (as made by ``plan_body``); False if that plan was already saved."""
+        with self._tx("cannot write to") as conn:
+            exists = conn.execute(select(t.plans.c.id).where(t.plans.c.id == body["id"]))
+            if exists.first() is not None:
+                return False
+            conn.execute(
+                insert(t.plans).values(
+                    id=body["id"],
+                    hash=body["hash"],
+                    policy=body["policy"],
+                    window=body["window"]["name"],
+                    window_start=_utc(datetime.fromisoformat(body["window"]["start"])),
+                    made_at=_utc(datetime.fromisoformat(body["made_at"])),
+                    saved_at=_utc(saved_at),
+                    body=json.dumps(body, sort_keys=True),
+                )
+            )
+        return True
+
+    def plan(self, plan_id: str) -> dict[str, Any] | None:
+        with self._tx("cannot read") as conn:
+            row = conn.execute(select(t.plans.c.body).where(t.plans.c.id == plan_id)).first()
+        if row is None:
+            return None
+        body: dict[str, Any] = json.loads(row.body)
+        return body

@@ -1,0 +1,401 @@
+"""Make the plan: scope → window → exceptions → selection → priority → batches → timing.
+
+Pure: the policy, hosts, findings and the time ``at`` come in as arguments; nothing is read
+from disk, the network or the clock. The same inputs give the same plan, byte for byte, and
+the same hash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from patchkit.errors import PlanningError
+from patchkit.model import Finding, Host, Severity
+from patchkit.planning import batches as batching
+from patchkit.planning import priority as prio
+from patchkit.planning import scope as scoping
+from patchkit.planning.types import (
+    ExceptionUse,
+    HeldUpdate,
+    HostPlan,
+    Plan,
+    SelectedUpdate,
+    Settings,
+    SkipKind,
+    SkippedHost,
+    WindowSlot,
+)
+from patchkit.planning.windows import Occurrence, next_occurrence
+from patchkit.policy.model import Policy, Window
+
+STALE_FINDINGS = timedelta(days=7)
+
+
+def make_plan(
+    policy: Policy,
+    hosts: Sequence[Host],
+    findings: Mapping[str, Finding],
+    at: datetime,
+    window: str | None = None,
+) -> Plan:
+    """The plan for the next occurrence of ``window`` (default: the earliest window with work)."""
+    if at.tzinfo is None:
+        raise PlanningError("the plan time must carry a timezone")
+    hosts = sorted(hosts, key=lambda h: h.name)
+    match = scoping.matcher(hosts)
+    entries = scoping.resolve(hosts, policy, at.date(), match)
+    in_scope = [e.host for e in entries if e.in_scope]
+    chosen, occurrence = _pick_window(policy, in_scope, at, window, match)
+    served = match(chosen.hosts)
+    live = scoping.live_exceptions(policy, at.date())
+
+    skipped = [SkippedHost(e.host.name, e.kind, e.reason) for e in entries if e.kind is not None]
+    applied: dict[int, list[str]] = {}
+    for e in entries:
+        if e.kind is SkipKind.EXCEPTION:
+            exc = scoping.host_exception(e.host, live, match)
+            if exc is not None:
+                applied.setdefault(id(exc), []).append(e.host.name)
+
+    candidates: list[HostPlan] = []
+    for host in in_scope:
+        if host.name not in served:
+            others = [w.name for w in policy.windows if host.name in match(w.hosts)]
+            where = f"served by {', '.join(others)}" if others else "served by no window"
+            skipped.append(SkippedHost(host.name, SkipKind.OTHER_WINDOW, where))
+            continue
+        finding = findings.get(host.name)
+        if finding is None:
+            skipped.append(
+                SkippedHost(host.name, SkipKind.NOT_ASSESSED, "never assessed: run patchkit assess")
+            )
+            continue
+        if not finding.reachable:
+            reason = f"unreachable when assessed {finding.assessed_at:%Y-%m-%d %H:%M}"
+            reason += f": {finding.message}" if finding.message else ""
+            skipped.append(SkippedHost(host.name, SkipKind.UNREACHABLE, reason))
+            continue
+        planned = _host_plan(host, finding, policy, at, live, match, applied)
+        if planned.updates:
+            candidates.append(planned)
+        else:
+            what = f"all {len(planned.held)} pending updates held" if planned.held else "up to date"
+            skipped.append(SkippedHost(host.name, SkipKind.NOTHING_TO_DO, what, planned.held))
+
+    ordered = _order(candidates, policy)
+    rollout = policy.rollout
+    size = rollout.batch_size.of(len(ordered))
+    canary_size = rollout.canary.size.of(len(ordered)) if rollout.canary and ordered else 0
+    pool = match(rollout.canary.hosts) if rollout.canary else frozenset()
+    affinity = rollout.anti_affinity.max_per_batch if rollout.anti_affinity else None
+    canary, rest = batching.cut(
+        ordered,
+        size=size,
+        max_per_cluster=affinity,
+        canary_size=canary_size,
+        canary_pool=pool,
+    )
+    groups = ([(True, canary)] if canary else []) + [(False, b) for b in rest]
+    scheduled = batching.schedule(
+        groups,
+        start=max(occurrence.start, at.astimezone(occurrence.start.tzinfo)),
+        cutoff=occurrence.cutoff,
+        concurrency=rollout.concurrency.of(size),
+    )
+    warnings = _warnings(policy, scheduled, occurrence, ordered, canary_size, canary, at)
+    plan = Plan(
+        id="",
+        hash="",
+        policy=policy.name,
+        made_at=at,
+        inputs=_input_hashes(policy, hosts, findings),
+        window=WindowSlot(
+            name=chosen.name,
+            timezone=chosen.timezone,
+            start=occurrence.start,
+            end=occurrence.end,
+            cutoff=occurrence.cutoff,
+            frozen=tuple(f"{s.start:%Y-%m-%d %H:%M}: {s.reason}" for s in occurrence.skipped),
+        ),
+        settings=_settings(policy),
+        batches=scheduled,
+        skipped=tuple(sorted(skipped, key=lambda s: (list(SkipKind).index(s.kind), s.host))),
+        exceptions=_exception_uses(policy, at.date(), applied),
+        warnings=warnings,
+    )
+    digest = content_hash(plan)
+    return dataclasses.replace(plan, id=f"plan-{digest[:12]}", hash=digest)
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _pick_window(
+    policy: Policy,
+    in_scope: Sequence[Host],
+    at: datetime,
+    name: str | None,
+    match: prio.Matcher,
+) -> tuple[Window, Occurrence]:
+    if name is not None:
+        try:
+            chosen = policy.window(name)
+        except KeyError:
+            known = ", ".join(w.name for w in policy.windows)
+            raise PlanningError(
+                f"policy {policy.name} has no window {name!r}", hint=f"windows: {known}"
+            ) from None
+        occurrence = next_occurrence(chosen, at)
+        if occurrence is None:
+            raise PlanningError(
+                f"window {name} has no occurrence after {at:%Y-%m-%d %H:%M %Z}",
+                hint="check its recurrence and freeze dates",
+            )
+        return chosen, occurrence
+    names = {h.name for h in in_scope}
+    options = []
+    for candidate in policy.windows:
+        if not names & match(candidate.hosts):
+            continue
+        occurrence = next_occurrence(candidate, at)
+        if occurrence is not None:
+            options.append((occurrence.start, candidate.name, candidate, occurrence))
+    if not options:
+        raise PlanningError(
+            "no window serves any in-scope host in the coming year",
+            hint="check the policy's scope, window hosts and freeze dates",
+        )
+    _, _, chosen, occurrence = min(options, key=lambda o: (o[0], o[1]))
+    return chosen, occurrence
+
+
+def _host_plan(
+    host: Host,
+    finding: Finding,
+    policy: Policy,
+    at: datetime,
+    live: Sequence[Any],
+    match: prio.Matcher,
+    applied: dict[int, list[str]],
+) -> HostPlan:
+    selected: list[SelectedUpdate] = []
+    held: list[HeldUpdate] = []
+    for update in sorted(finding.updates, key=lambda u: u.package):
+        security = prio.is_security(update, policy)
+        first_seen = update.first_seen or finding.assessed_at
+        reason = prio.hold_reason(update, security, first_seen, at, policy)
+        if reason is None:
+            exc = prio.package_exception(host, update.package, live, match)
+            if exc is not None:
+                reason = scoping.describe_exception(exc)
+                applied.setdefault(id(exc), []).append(host.name)
+        if reason is not None:
+            held.append(HeldUpdate(update.package, update.candidate, reason))
+            continue
+        selected.append(
+            SelectedUpdate(
+                package=update.package,
+                installed=update.installed,
+                candidate=update.candidate,
+                origin=update.origin,
+                security=security,
+                severity=prio.severity_of(update, security, policy),
+                reboot=prio.reboot_needed(update.package, policy),
+                first_seen=first_seen,
+            )
+        )
+    criticality, label = prio.criticality_of(host, policy, match)
+    severity = max((u.severity for u in selected), key=lambda s: s.rank, default=Severity.LOW)
+    reboot = bool(selected) and prio.expects_reboot(
+        any(u.reboot for u in selected), finding, policy
+    )
+    approval = reboot and host.name in match(policy.downtime.reboot_approval)
+    cluster_var = policy.rollout.anti_affinity.variable if policy.rollout.anti_affinity else None
+    return HostPlan(
+        host=host.name,
+        env=_text(host.var("env")),
+        tier=_text(host.var(policy.criticality.variable)),
+        cluster=_text(host.var(cluster_var)) if cluster_var else None,
+        criticality=criticality,
+        criticality_label=label,
+        severity=severity,
+        priority=severity.rank * criticality if selected else 0,
+        updates=tuple(selected),
+        held=tuple(held),
+        reboot=reboot,
+        reboot_needs_approval=approval,
+        reboot_pending=finding.reboot_pending,
+        assessed_at=finding.assessed_at,
+        estimate=batching.host_estimate(len(selected), reboot, policy.rollout.estimate),
+        contact=_contact(host, policy),
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _contact(host: Host, policy: Policy) -> str | None:
+    for group, contact in policy.roles.contacts.items():
+        if group in host.groups or group == host.name:
+            return contact
+    return None
+
+
+def _order(hosts: Sequence[HostPlan], policy: Policy) -> list[HostPlan]:
+    if policy.rollout.order == "name":
+        return sorted(hosts, key=lambda h: h.host)
+    return sorted(hosts, key=lambda h: (-h.priority, h.host))
+
+
+def _warnings(
+    policy: Policy,
+    scheduled: Sequence[Any],
+    occurrence: Occurrence,
+    ordered: Sequence[HostPlan],
+    canary_size: int,
+    canary: Sequence[HostPlan],
+    at: datetime,
+) -> tuple[str, ...]:
+    out = []
+    deferred = [b for b in scheduled if b.next_window]
+    if deferred:
+        count = sum(len(b.hosts) for b in deferred)
+        out.append(
+            f"the window cannot hold every batch: {count} host(s) in {len(deferred)} batch(es) "
+            f"would start after the cutoff ({occurrence.cutoff:%H:%M %Z}) and are left for the "
+            "next window"
+        )
+    for batch in scheduled:
+        if not batch.next_window and batch.end > occurrence.end:
+            over = batch.end - occurrence.end
+            out.append(
+                f"batch {batch.number} is estimated to end {_minutes(over)} after the window closes"
+            )
+    if canary_size and len(canary) < min(canary_size, len(ordered)):
+        out.append(
+            f"only {len(canary)} of {canary_size} canary host(s) match "
+            f"{', '.join(policy.rollout.canary.hosts if policy.rollout.canary else [])}"
+        )
+    approvals = [h.host for h in ordered if h.reboot_needs_approval]
+    if approvals:
+        out.append(f"reboot needs explicit approval on: {', '.join(approvals)}")
+    stale = [h.host for h in ordered if at - h.assessed_at > STALE_FINDINGS]
+    if stale:
+        out.append(
+            f"{len(stale)} host(s) were last assessed more than {STALE_FINDINGS.days} days ago: "
+            "run patchkit assess again before approving"
+        )
+    for exc in policy.exceptions:
+        if exc.expires < at.date():
+            what = ", ".join(exc.packages or exc.hosts)
+            out.append(
+                f"exception for {what} (owner {exc.owner}) expired on {exc.expires}: "
+                "it no longer applies"
+            )
+    return tuple(out)
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{round(delta.total_seconds() / 60)} min"
+
+
+def _settings(policy: Policy) -> Settings:
+    checks = []
+    for check in policy.verification:
+        detail = {
+            "systemd": lambda c: f"unit {c.unit} active",
+            "tcp": lambda c: f"TCP {c.host}:{c.port} open",
+            "http": lambda c: f"GET {c.url} → {c.status}",
+            "command": lambda c: f"`{c.command}` exits {c.exit_code}",
+        }[check.type](check)
+        where = "" if check.hosts == ["all"] else f" on {', '.join(check.hosts)}"
+        checks.append(detail + where)
+    return Settings(
+        approval_required=policy.roles.approval_required,
+        approvers=tuple(policy.roles.approvers),
+        error_threshold=str(policy.rollout.error_threshold),
+        on_threshold=policy.failure_handling.on_threshold,
+        rollback=policy.failure_handling.rollback,
+        snapshot_backend=policy.preparation.snapshot.backend,
+        reboot=policy.downtime.reboot,
+        retries=policy.failure_handling.retries,
+        verification=tuple(checks),
+    )
+
+
+def _exception_uses(
+    policy: Policy, today: date, applied: Mapping[int, list[str]]
+) -> tuple[ExceptionUse, ...]:
+    return tuple(
+        ExceptionUse(
+            owner=exc.owner,
+            reason=exc.reason,
+            expires=exc.expires,
+            hosts=tuple(exc.hosts),
+            packages=tuple(exc.packages),
+            expired=exc.expires < today,
+            applied_to=tuple(sorted(set(applied.get(id(exc), [])))),
+        )
+        for exc in policy.exceptions
+    )
+
+
+# ---------------------------------------------------------------- identity
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON data for any plan value: ISO times, seconds for durations, enum values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def plan_body(plan: Plan) -> dict[str, Any]:
+    body: dict[str, Any] = jsonable(plan)
+    return body
+
+
+def canonical(data: Any) -> bytes:
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+
+
+def content_hash(plan: Plan) -> str:
+    """SHA-256 of everything in the plan except its id and hash."""
+    body = plan_body(plan)
+    body.pop("id")
+    body.pop("hash")
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def _input_hashes(
+    policy: Policy, hosts: Sequence[Host], findings: Mapping[str, Finding]
+) -> dict[str, str]:
+    def digest(data: Any) -> str:
+        return hashlib.sha256(canonical(data)).hexdigest()
+
+    host_data = [[h.name, list(h.groups), jsonable(h.vars)] for h in hosts]
+    finding_data = [jsonable(findings[k]) for k in sorted(findings)]
+    return {
+        "policy": digest(policy.model_dump(mode="json")),
+        "hosts": digest(host_data),
+        "findings": digest(finding_data),
+    }

@@ -1,0 +1,486 @@
+"""The plan preview: text for a terminal, JSON for machines, Markdown and HTML for a CAB."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from patchkit.model import Severity
+from patchkit.planning.plan import STALE_FINDINGS, plan_body
+from patchkit.planning.types import Batch, HostPlan, Plan, SkipKind, SkippedHost
+
+FORMAT = "patchkit-plan/1"
+
+# Hosts whose state nobody knows come first: they are the ones a reader must not overlook.
+SKIP_TITLES: Mapping[SkipKind, str] = {
+    SkipKind.NOT_ASSESSED: "never assessed: what they need is unknown, so they are not patched",
+    SkipKind.UNREACHABLE: "unreachable when last assessed: not patched",
+    SkipKind.EXCEPTION: "held back by a policy exception",
+    SkipKind.OTHER_WINDOW: "served by another window",
+    SkipKind.NOTHING_TO_DO: "nothing to install",
+    SkipKind.EXCLUDED: "excluded by the policy's scope",
+    SkipKind.OUT_OF_SCOPE: "outside the policy's scope",
+}
+SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow"}
+# Hosts whose state is unknown: a plan must show them, never let them drop out of sight.
+_UNKNOWN = (SkipKind.NOT_ASSESSED, SkipKind.UNREACHABLE)
+
+
+# ---------------------------------------------------------------- what the documents share
+
+
+@dataclass(frozen=True)
+class SkipGroup:
+    kind: SkipKind
+    title: str
+    hosts: tuple[SkippedHost, ...]
+
+
+@dataclass(frozen=True)
+class PackageRow:
+    """One update (package at a candidate version) and every planned host that gets it."""
+
+    package: str
+    candidate: str
+    installed: tuple[str, ...]  # distinct versions replaced ("none" when newly installed)
+    severity: Severity
+    security: bool
+    reboot: bool
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HeldRow:
+    package: str
+    candidate: str
+    reason: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Risk:
+    level: str  # "high" or "medium"
+    text: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the documents say about a plan beyond its own fields: groupings, counts, risks."""
+
+    planned: tuple[HostPlan, ...]  # hosts in batches of this window
+    deferred: tuple[HostPlan, ...]  # hosts in batches left for the next window
+    batch_of: Mapping[str, Batch]
+    skipped: tuple[SkipGroup, ...]
+    packages: tuple[PackageRow, ...]  # of planned hosts
+    held: tuple[HeldRow, ...]
+    reboots: tuple[HostPlan, ...]  # planned hosts that reboot
+    reboot_why: Mapping[str, str]
+    approvals: tuple[HostPlan, ...]  # planned hosts whose reboot needs explicit approval
+    stale: tuple[HostPlan, ...]
+    envs: tuple[tuple[str, int], ...]
+    updates: int
+    security: int
+    risks: tuple[Risk, ...] = ()
+    risk: str = "low"  # "high" when a risk is high, else "medium" when there is one
+
+
+def facts(plan: Plan) -> Facts:
+    """Everything the renderers derive from a plan, computed once and in a stable order."""
+    planned = tuple(h for b in plan.planned for h in b.hosts)
+    reboots = tuple(h for h in planned if h.reboot)
+    base = Facts(
+        planned=planned,
+        deferred=tuple(h for b in plan.deferred for h in b.hosts),
+        batch_of={h.host: b for b in plan.batches for h in b.hosts},
+        skipped=tuple(
+            SkipGroup(kind, title, hosts)
+            for kind, title in SKIP_TITLES.items()
+            if (hosts := tuple(s for s in plan.skipped if s.kind is kind))
+        ),
+        packages=_packages(planned),
+        held=_held(plan),
+        reboots=reboots,
+        reboot_why={h.host: _reboot_why(h, plan.settings.reboot) for h in reboots},
+        approvals=tuple(h for h in reboots if h.reboot_needs_approval),
+        stale=tuple(h for h in planned if plan.made_at - h.assessed_at > STALE_FINDINGS),
+        envs=tuple(sorted(Counter(h.env or "no env" for h in planned).items())),
+        updates=sum(len(h.updates) for h in planned),
+        security=sum(1 for h in planned for u in h.updates if u.security),
+    )
+    risks = _risks(plan, base)
+    levels = {r.level for r in risks}
+    risk = "high" if "high" in levels else "medium" if levels else "low"
+    return dataclasses.replace(base, risks=risks, risk=risk)
+
+
+def _packages(hosts: Sequence[HostPlan]) -> tuple[PackageRow, ...]:
+    by_update: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for h in hosts:
+        for u in h.updates:
+            by_update[(u.package, u.candidate)].append((h.host, u))
+    rows = [
+        PackageRow(
+            package=package,
+            candidate=candidate,
+            installed=tuple(sorted({u.installed or "none" for _, u in pairs})),
+            severity=max((u.severity for _, u in pairs), key=lambda s: s.rank),
+            security=any(u.security for _, u in pairs),
+            reboot=any(u.reboot for _, u in pairs),
+            hosts=tuple(name for name, _ in pairs),
+        )
+        for (package, candidate), pairs in by_update.items()
+    ]
+    return tuple(sorted(rows, key=lambda r: (-r.severity.rank, r.package, r.candidate)))
+
+
+def _held(plan: Plan) -> tuple[HeldRow, ...]:
+    by_reason: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    owners = [(h.host, h.held) for h in plan.hosts()] + [(s.host, s.held) for s in plan.skipped]
+    for host, held in owners:
+        for u in held:
+            by_reason[(u.package, u.candidate, u.reason)].append(host)
+    return tuple(HeldRow(p, c, r, tuple(sorted(hs))) for (p, c, r), hs in sorted(by_reason.items()))
+
+
+def _reboot_why(host: HostPlan, policy_reboot: str) -> str:
+    why = [u.package for u in host.updates if u.reboot]
+    if host.reboot_pending:
+        why.append("a reboot was already pending")
+    if policy_reboot == "always" or not why:
+        why.append(f"reboot policy: {policy_reboot}")
+    return ", ".join(why)
+
+
+def _risks(plan: Plan, f: Facts) -> tuple[Risk, ...]:
+    settings = plan.settings
+    out = []
+    if f.approvals:
+        out.append(Risk("high", f"rebooting {names(f.approvals)} needs explicit approval"))
+    for b in (b for b in plan.planned if b.end > plan.window.end):
+        late = span(b.end - plan.window.end)
+        out.append(Risk("high", f"batch {b.number} is estimated to end {late} after the window"))
+    if settings.rollback == "none":
+        out.append(Risk("high", "failed hosts are not rolled back (rollback: none)"))
+    if settings.on_threshold == "continue":
+        text = f"the window goes on past the error threshold ({settings.error_threshold})"
+        out.append(Risk("high", text))
+    if f.reboots:
+        out.append(Risk("medium", f"{len(f.reboots)} host(s) reboot during the window"))
+    if f.stale:
+        days = STALE_FINDINGS.days
+        text = f"{names(f.stale)}: assessed more than {days} days before the plan was made"
+        out.append(Risk("medium", text))
+    if len(plan.planned) > 1 and not any(b.canary for b in plan.planned):
+        out.append(Risk("medium", "no canary batch: a bad update reaches a full batch first"))
+    if f.deferred:
+        out.append(Risk("medium", f"{len(f.deferred)} host(s) are left for the next window"))
+    unknown = [s for g in f.skipped if g.kind in _UNKNOWN for s in g.hosts]
+    if unknown:
+        text = f"{len(unknown)} host(s) could not be assessed and stay unpatched"
+        out.append(Risk("medium", text))
+    if not settings.verification:
+        out.append(Risk("medium", "no verification checks: success means the patch ran"))
+    return tuple(out)
+
+
+def names(hosts: Iterable[HostPlan | SkippedHost | str], limit: int = 8) -> str:
+    """``a, b, c and 5 more``: a list of hosts short enough for one sentence."""
+    every = [h if isinstance(h, str) else h.host for h in hosts]
+    if len(every) <= limit:
+        return ", ".join(every)
+    return f"{', '.join(every[:limit])} and {len(every) - limit} more"
+
+
+def span(delta: timedelta) -> str:
+    """``1 h 05 min`` or ``35 min``: durations as people read them (rounded to the minute)."""
+    minutes = round(delta.total_seconds() / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Formats times in the window's own zone, the one the people in the window live in."""
+
+    zone: tzinfo | None
+
+    def stamp(self, when: datetime) -> str:
+        return when.astimezone(self.zone).strftime("%Y-%m-%d %H:%M %Z").strip()
+
+    def short(self, when: datetime) -> str:
+        # Day names by hand: strftime's %a follows the process locale, and the bytes must not.
+        local = when.astimezone(self.zone)
+        return f"{_DAYS[local.weekday()]} {local:%H:%M}"
+
+
+def _clock(plan: Plan) -> Clock:
+    return Clock(plan.window.start.tzinfo)
+
+
+# ---------------------------------------------------------------- terminal
+
+
+def plan_text(plan: Plan, *, detail: bool = True) -> Group:
+    """The preview for a terminal; ``detail=False`` leaves out the row per host and update."""
+    f = facts(plan)
+    t = _clock(plan)
+    parts: list[RenderableType] = [_header(plan, f, t)]
+    parts += [Text(f"warning: {w}", style="bold yellow") for w in plan.warnings]
+    parts.append(_batch_table(plan, t))
+    parts.append(_host_updates(plan, f) if detail else _package_table(f))
+    if f.held:
+        held = _table(f"{len(f.held)} update(s) held back", "package", "candidate", "why", "hosts")
+        for r in f.held:
+            held.add_row(Text(r.package), Text(r.candidate), Text(r.reason), Text(names(r.hosts)))
+        parts.append(held)
+    for group in f.skipped:
+        table = _table(f"{len(group.hosts)} host(s) {group.title}", "host", "reason")
+        style = "red" if group.kind in _UNKNOWN else ""
+        for s in group.hosts:
+            table.add_row(Text(s.host, style=style), Text(s.reason))
+        parts.append(table)
+    if plan.exceptions:
+        parts.append(_exception_table(plan))
+    parts.append(_settings(plan))
+    return Group(*parts)
+
+
+def plan_plain_text(plan: Plan, *, detail: bool = True, width: int = 120) -> str:
+    """``plan_text`` as plain text without colour, for a file."""
+    console = Console(file=io.StringIO(), record=True, width=width, color_system=None)
+    console.print(plan_text(plan, detail=detail))
+    # Tables pad every line to the full width; a file is easier to diff and grep without it.
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
+def _table(title: str, *columns: str) -> Table:
+    # As wide as its title at least, so that the title is never folded over the columns.
+    table = Table(title=title, title_justify="left", title_style="bold", min_width=len(title))
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _grid(rows: Iterable[tuple[str, Text | str]], title: str | None = None) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    if title:
+        grid.title, grid.title_justify, grid.title_style = title, "left", "bold"
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key, value in rows:
+        grid.add_row(key, value if isinstance(value, Text) else Text(value))
+    return grid
+
+
+def _header(plan: Plan, f: Facts, t: Clock) -> Table:
+    w = plan.window
+    counts = Counter(s.kind for s in plan.skipped)
+    skipped = ", ".join(f"{counts[g.kind]} {g.kind}" for g in f.skipped)
+    hosts = (
+        f"{len(f.planned)} planned in {len(plan.planned)} batch(es) · "
+        f"{len(f.deferred)} deferred to the next window · {len(plan.skipped)} skipped"
+        + (f" ({skipped})" if skipped else "")
+    )
+    window = f"{w.name}: {t.stamp(w.start)} to {t.short(w.end)}, no batch starts after "
+    rows: list[tuple[str, Text | str]] = [
+        ("plan", f"{plan.id}  (hash {plan.hash})"),
+        ("policy", plan.policy),
+        ("window", window + t.short(w.cutoff)),
+        ("made at", t.stamp(plan.made_at)),
+        ("hosts", hosts),
+        ("updates", f"{f.updates} ({f.security} security) of {len(f.packages)} package(s)"),
+        ("reboots", f"{len(f.reboots)} host(s), {len(f.approvals)} need approval"),
+        ("risk", _risk_text(f)),
+    ]
+    rows += [("passed over", frozen) for frozen in w.frozen]
+    return _grid(rows)
+
+
+def _risk_text(f: Facts) -> Text:
+    styles = {"high": "bold red", "medium": "yellow"}
+    text = Text(f.risk, style=styles.get(f.risk, ""))
+    for r in f.risks:
+        text.append(f"\n{r.level}: ", style=styles[r.level])
+        text.append(r.text)
+    return text
+
+
+def _batch_table(plan: Plan, t: Clock) -> Table:
+    table = _table(f"{len(plan.batches)} batch(es), times estimated")
+    # Short columns never wrap, so when the table is too wide the host names give way and a
+    # batch of 25 hosts wraps into a few wide lines instead of a column one name wide.
+    for column in ("batch", "start to end", "hosts", "severity", "updates"):
+        table.add_column(column, no_wrap=column != "hosts")
+    table.add_column("reboot")
+    for b in plan.batches:
+        number = Text(str(b.number))
+        if b.canary:
+            number.append("\ncanary", style="cyan")
+        if b.next_window:
+            number.append("\nnext window", style="bold magenta")
+        top = max(b.hosts, key=lambda h: h.priority)
+        low = min(b.hosts, key=lambda h: h.priority)
+        severity = Text(
+            f"{top.severity} {top.priority}", style=SEVERITY_STYLE.get(top.severity, "")
+        )
+        if low.priority != top.priority:
+            severity.append(f"\nto {low.severity} {low.priority}")
+        rebooting = [h for h in b.hosts if h.reboot]
+        reboot = Text(f"yes ({len(rebooting)})" if rebooting else "no")
+        approval = [h.host for h in rebooting if h.reboot_needs_approval]
+        if approval:
+            reboot.append(f"\nneeds approval: {', '.join(approval)}", style="bold red")
+        table.add_row(
+            number,
+            f"{t.short(b.start)}-{b.end.astimezone(t.zone):%H:%M}",
+            Text(f"{len(b.hosts)}: " + ", ".join(h.host for h in b.hosts)),
+            severity,
+            str(sum(len(h.updates) for h in b.hosts)),
+            reboot,
+            style="dim" if b.next_window else None,
+        )
+    return table
+
+
+def _host_updates(plan: Plan, f: Facts) -> Table:
+    table = _table(
+        "updates per host",
+        *("host", "batch", "severity / priority", "package", "installed → candidate"),
+        *("update severity", "origin", "security"),
+    )
+    for h in plan.hosts():
+        b = f.batch_of[h.host]
+        where = f"{b.number}" + (" (next window)" if b.next_window else "")
+        first = [Text(h.host), Text(where), Text(f"{h.severity} / {h.priority}")]
+        for u in h.updates:
+            change = f"{u.installed or 'none'} → {u.candidate}"
+            table.add_row(
+                *first,
+                Text(u.package),
+                Text(change),
+                Text(u.severity, style=SEVERITY_STYLE.get(u.severity, "")),
+                Text(u.origin),
+                "yes" if u.security else "no",
+            )
+            first = [Text(""), Text(""), Text("")]  # the host's own cells only on its first row
+    return table
+
+
+def _package_table(f: Facts) -> Table:
+    table = _table(
+        f"{len(f.packages)} update(s) on the planned hosts",
+        *("package", "installed → candidate", "severity", "security", "reboot", "hosts"),
+    )
+    for r in f.packages:
+        table.add_row(
+            Text(r.package),
+            Text(f"{', '.join(r.installed)} → {r.candidate}"),
+            Text(r.severity, style=SEVERITY_STYLE.get(r.severity, "")),
+            "yes" if r.security else "no",
+            "yes" if r.reboot else "no",
+            Text(f"{len(r.hosts)}: {names(r.hosts, limit=6)}"),
+        )
+    return table
+
+
+def _exception_table(plan: Plan) -> Table:
+    table = _table("policy exceptions", "owner", "covers", "reason", "expires", "status")
+    for e in plan.exceptions:
+        covers = ", ".join([*e.hosts, *e.packages])
+        if e.expired:
+            status = Text("EXPIRED: no longer applies", style="bold yellow")
+        elif e.applied_to:
+            status = Text(f"applied to {names(e.applied_to)}")
+        else:
+            status = Text("in force, matched nothing here")
+        table.add_row(Text(e.owner), Text(covers), Text(e.reason), str(e.expires), status)
+    return table
+
+
+def _settings(plan: Plan) -> Table:
+    s = plan.settings
+    approvers = ", ".join(s.approvers) or "nobody named"
+    return _grid(
+        [
+            ("error threshold", f"{s.error_threshold} failed host(s), then {s.on_threshold}"),
+            ("rollback", f"{s.rollback} (snapshot backend {s.snapshot_backend})"),
+            ("retries", str(s.retries)),
+            ("reboot policy", s.reboot),
+            ("verification", "; ".join(s.verification) or "none"),
+            ("approval", f"{'required' if s.approval_required else 'not required'}: {approvers}"),
+        ],
+        title="how the window runs",
+    )
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def plan_json(plan: Plan) -> str:
+    """The plan as JSON for machines (docs/plan-format.md): stable keys, two-space indent."""
+    body = plan_body(plan)
+    body["format"] = FORMAT
+    return json.dumps(body, indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------- Markdown and HTML
+
+
+def plan_markdown(plan: Plan) -> str:
+    """A change request a CAB can read, in Markdown (inventory strings escaped for tables)."""
+    return _render("plan.md.j2", plan)
+
+
+def plan_html(plan: Plan) -> str:
+    """The same change request as one self-contained, printable HTML page (no scripts)."""
+    return _render("plan.html.j2", plan)
+
+
+# Characters that Markdown (CommonMark and GitHub tables) would read as syntax or raw HTML.
+_MD_SYNTAX = re.compile(r"([\\`*_\[\]<>|&~])")
+
+
+def md(value: object) -> str:
+    """Inventory text as one Markdown table cell: syntax escaped, line breaks made spaces."""
+    return _MD_SYNTAX.sub(r"\\\1", " ".join(str(value).split()))
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("patchkit.reports", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md
+    env.filters["span"] = span
+    return env
+
+
+def _render(name: str, plan: Plan) -> str:
+    template = _environment().get_template(name)
+    return template.render(
+        plan=plan,
+        f=facts(plan),
+        t=_clock(plan),
+        skip_unknown=_UNKNOWN,
+        stale_days=STALE_FINDINGS.days,
+    )
