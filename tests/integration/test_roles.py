@@ -1,0 +1,335 @@
+"""Integration: playbooks/patch.yml and its phase roles on lab hosts, run as the controller will.
+
+Each test runs the playbook through patchkit's runner adapter with the extra vars the controller
+passes (run id, batch, updates and checks by host, phase settings) and checks both sides: the
+structured result of each phase (the keys docs/playbook-contract.md documents) and the hosts
+themselves. ``pristine`` puts every host back afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from patchkit import content
+from patchkit.execution.runner import PlaybookResult, TaskResult, run_playbook
+from patchkit.lab import hosts, lifecycle
+from patchkit.lab.config import LabConfig
+
+from .conftest import on_host, states
+
+PHASES = ("precheck", "snapshot", "patch", "reboot", "verify")
+COMMON = {"phase", "status", "message"}
+# The keys of each phase's result, as docs/playbook-contract.md lists them.
+KEYS = {
+    "precheck": COMMON
+    | {"reachable", "os_family", "free_disk_mb", "min_free_disk_mb", "reboot_pending"}
+    | {"pending_reboot_policy", "pending_reboot_action", "healthy", "checks"},
+    "snapshot": COMMON
+    | {"backend", "id", "location", "existing", "kept", "manifest", "packages_recorded"},
+    "patch": COMMON | {"updates", "extra_changes", "reboot_required", "reboot_required_packages"},
+    "reboot": COMMON
+    | {"policy", "reboot_required", "rebooted", "boot_id_before", "boot_id_after"}
+    | {"kernel_before", "kernel_after", "system_state", "elapsed"},
+    "verify": COMMON | {"checks", "failed_checks"},
+}
+CHECK_KEYS = {"name", "type", "target", "status", "detail"}
+
+# demo-svc's own health: the 1.1 update breaks the HTTP answer and therefore demo-svc-check.
+CHECKS = [
+    {"type": "systemd", "unit": "demo-svc.service"},
+    {"type": "tcp", "port": 8081},
+    {"type": "http", "url": "http://127.0.0.1:8081/health", "status": 200},
+    {"type": "command", "command": "demo-svc-check"},
+]
+ALL_OLD = {"demo-app": "1.0", "demo-kernel": "1.0", "demo-lib": "1.0", "demo-svc": "1.0"}
+ALL_OK = {"systemd": "ok", "tcp": "ok", "http": "ok", "command": "ok"}
+
+
+@pytest.fixture
+def published(lab_config: LabConfig, lab: Path) -> None:
+    """Every demo update is installable (another test may have withdrawn some)."""
+    lifecycle.set_updates(lab_config, "demo-*", publish=True)
+
+
+@pytest.fixture
+def run_id() -> str:
+    return "roles-" + uuid.uuid4().hex[:8]
+
+
+def patch_batch(
+    inventory: Path,
+    run_id: str,
+    updates: Mapping[str, list[str]],
+    timings: dict[str, float] | None = None,
+    **settings: object,
+) -> PlaybookResult:
+    """Run playbooks/patch.yml on the hosts of ``updates`` (host -> packages to take to 1.1)."""
+    extravars: dict[str, object] = {
+        "patchkit_run_id": run_id,
+        "patchkit_batch": 1,
+        "patchkit_updates_by_host": {
+            host: [{"package": name, "candidate": "1.1"} for name in names]
+            for host, names in updates.items()
+        },
+        "patchkit_checks_by_host": dict.fromkeys(updates, CHECKS),
+        "patchkit_snapshot_backend": "package",
+        "patchkit_reboot_policy": "if-needed",
+        "patchkit_reboot_timeout": 120,
+        **settings,
+    }
+    started = time.monotonic()
+
+    def on_task(task: TaskResult) -> None:
+        # when the last host reported each phase: the phases run in lockstep (linear strategy)
+        if timings is not None and task.task.startswith("patchkit "):
+            timings[task.task.split()[1]] = time.monotonic() - started
+
+    return run_playbook(
+        content.playbook("patch.yml"),
+        inventory,
+        limit=",".join(updates),
+        extravars=extravars,
+        timeout=600,
+        on_task=on_task,
+    )
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists again (the runner adapter freezes results)."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(item) for item in value]
+    return value
+
+
+def outcome(result: PlaybookResult, host: str, phase: str) -> dict[str, Any]:
+    """The structured result of ``phase`` on ``host``, with exactly the documented keys."""
+    task = result.task(host, f"patchkit {phase} result")
+    assert task is not None, f"no {phase} result for {host}: {result.for_host(host)[-1:]}"
+    msg: dict[str, Any] = thaw(task.result["msg"])
+    assert set(msg) == KEYS[phase], f"{phase} result keys"
+    assert msg["phase"] == phase
+    assert msg["status"] in ("ok", "failed", "skipped")
+    return msg
+
+
+def check_rows(checks: Any) -> dict[str, str]:
+    """Check type -> ok/failed (the test's CHECKS have one check of each type)."""
+    assert all(set(row) == CHECK_KEYS for row in checks)
+    return {row["type"]: row["status"] for row in checks}
+
+
+def deb_fields(config: LabConfig, index: int, path: str) -> str:
+    """``name version`` of a .deb file on a host."""
+    return on_host(
+        config, index, f"dpkg-deb --show --showformat='${{Package}} ${{Version}}' {path}"
+    )
+
+
+def recorded_version(config: LabConfig, index: int, manifest: str, package: str) -> str:
+    """The version of ``package`` in a package snapshot's manifest (package_facts' JSON)."""
+    script = f"import json; print(json.load(open('{manifest}'))['{package}'][0]['version'])"
+    return on_host(config, index, f'python3 -c "{script}"')
+
+
+def test_a_batch_of_two_hosts_goes_through_every_phase(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    selected = ["demo-lib", "demo-app", "demo-kernel"]
+    before = states(lab, "host1,host2")
+    timings: dict[str, float] = {}
+    result = patch_batch(lab, run_id, {"host1": selected, "host2": selected}, timings)
+    after = states(lab, "host1,host2")
+
+    assert result.status == "successful", [t for t in result.tasks if t.status == "failed"]
+    for index, host in ((1, "host1"), (2, "host2")):
+        phases = {phase: outcome(result, host, phase) for phase in PHASES}
+        assert {phase: r["status"] for phase, r in phases.items()} == dict.fromkeys(PHASES, "ok")
+
+        precheck = phases["precheck"]
+        assert precheck["reachable"] and precheck["os_family"] == "Debian"
+        assert precheck["free_disk_mb"] >= precheck["min_free_disk_mb"]
+        assert precheck["healthy"] is True
+        assert check_rows(precheck["checks"]) == ALL_OK
+
+        snapshot = phases["snapshot"]
+        assert (snapshot["backend"], snapshot["id"]) == ("package", run_id)
+        assert sorted(k["package"] for k in snapshot["kept"]) == sorted(selected)
+
+        patch = phases["patch"]
+        assert patch["updates"] == [
+            {"package": name, "candidate": "1.1", "before": "1.0", "after": "1.1", "changed": True}
+            for name in selected
+        ]
+        assert patch["extra_changes"] == []
+        assert patch["reboot_required"] is True
+        assert patch["reboot_required_packages"] == ["demo-kernel"]
+        assert "demo-lib 1.0 -> 1.1" in patch["message"]
+
+        reboot = phases["reboot"]
+        assert reboot["rebooted"] is True
+        assert reboot["boot_id_before"] == before[host].boot_id
+        assert reboot["boot_id_after"] == after[host].boot_id != before[host].boot_id
+        assert (reboot["kernel_before"], reboot["kernel_after"]) == ("1.0", "1.1")
+        assert on_host(lab_config, index, "cat /run/demo-kernel.running") == "1.1"
+
+        verify = phases["verify"]
+        assert verify["failed_checks"] == 0
+        assert check_rows(verify["checks"]) == ALL_OK
+
+        assert dict(after[host].packages) == {**dict.fromkeys(selected, "1.1"), "demo-svc": "1.0"}
+
+    ends = [0.0] + [timings[phase] for phase in PHASES]
+    spans = [
+        f"{p} {end - start:.1f}" for p, start, end in zip(PHASES, ends, ends[1:], strict=False)
+    ]
+    print(f"batch of 2 hosts, seconds per phase: {', '.join(spans)} (total {ends[-1]:.1f})")
+
+
+def test_only_the_selected_update_is_installed(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    result = patch_batch(lab, run_id, {"host1": ["demo-lib"]})
+    assert result.status == "successful"
+
+    patch = outcome(result, "host1", "patch")
+    assert patch["updates"] == [
+        {
+            "package": "demo-lib",
+            "candidate": "1.1",
+            "before": "1.0",
+            "after": "1.1",
+            "changed": True,
+        }
+    ]
+    assert patch["extra_changes"] == []
+    assert patch["reboot_required"] is False
+    assert outcome(result, "host1", "reboot")["rebooted"] is False
+    # demo-app 1.1 is available too, and stays uninstalled: nothing beyond the selection
+    assert dict(states(lab, "host1")["host1"].packages) == {**ALL_OLD, "demo-lib": "1.1"}
+
+
+def test_an_update_that_breaks_the_service_fails_verify_on_that_host_only(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    result = patch_batch(lab, run_id, {"host1": ["demo-svc"], "host2": ["demo-lib"]})
+    assert result.status == "failed"
+    assert result.failed() == {"host1"}
+
+    broken = outcome(result, "host1", "verify")
+    assert broken["status"] == "failed"
+    assert broken["failed_checks"] == 2
+    assert check_rows(broken["checks"]) == {**ALL_OK, "http": "failed", "command": "failed"}
+    http = next(row for row in broken["checks"] if row["type"] == "http")
+    assert "HTTP 500" in http["detail"]
+    assert "demo-svc-check" in broken["message"]
+    assert outcome(result, "host1", "patch")["updates"][0]["after"] == "1.1"
+
+    healthy = outcome(result, "host2", "verify")
+    assert healthy["status"] == "ok"
+    assert healthy["failed_checks"] == 0
+
+
+def test_a_host_unhealthy_before_patching_is_not_patched(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    on_host(lab_config, 2, "systemctl stop demo-svc")
+    result = patch_batch(lab, run_id, {"host2": ["demo-lib", "demo-kernel"]})
+
+    precheck = outcome(result, "host2", "precheck")
+    assert precheck["status"] == "failed"
+    assert precheck["healthy"] is False
+    assert precheck["message"].startswith("not patched: unhealthy before patching")
+    assert check_rows(precheck["checks"]) == dict.fromkeys(ALL_OK, "failed")
+    # the host stopped there: no later phase ran, nothing changed
+    for phase in PHASES[1:]:
+        assert result.task("host2", f"patchkit {phase} result") is None
+    assert result.failed() == {"host2"}
+    assert dict(states(lab, "host2")["host2"].packages) == ALL_OLD
+
+
+def test_package_snapshot_keeps_the_installed_debs_of_all_that_would_change(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    # demo-app 1.1 needs demo-lib 1.1: the snapshot keeps both; the patch then refuses to
+    # change demo-lib, which was not selected, so the host stays as it was
+    result = patch_batch(lab, run_id, {"host3": ["demo-app"]})
+
+    snapshot = outcome(result, "host3", "snapshot")
+    assert snapshot["status"] == "ok"
+    assert snapshot["location"] == f"/var/lib/patchkit/snapshots/{run_id}"
+    assert snapshot["packages_recorded"] > 100
+    installed = dict(states(lab, "host3")["host3"].packages)
+    assert installed == ALL_OLD
+    kept = {k["package"]: k for k in snapshot["kept"]}
+    assert sorted(kept) == ["demo-app", "demo-lib"]
+    for name, keep in kept.items():
+        assert keep["version"] == installed[name]
+        assert deb_fields(lab_config, 3, keep["file"]) == f"{name} {installed[name]}"
+    assert recorded_version(lab_config, 3, snapshot["manifest"], "demo-lib") == "1.0"
+
+    patch = outcome(result, "host3", "patch")
+    assert patch["status"] == "failed"
+    assert "demo-lib 1.0 -> 1.1" in patch["message"]
+    assert "not selected" in patch["message"]
+    assert patch["updates"][0]["after"] == "1.0"
+
+
+def test_lab_snapshot_is_named_after_the_run(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None
+) -> None:
+    run = f"roles/{uuid.uuid4().hex[:8]}"
+    name = run.replace("/", "-")  # the characters a snapshot name cannot have become '-'
+    try:
+        result = patch_batch(
+            lab,
+            run,
+            {"host3": ["demo-lib"]},
+            patchkit_snapshot_backend="lab",
+            patchkit_lab_root=str(lab_config.root),  # as the controller passes it
+        )
+        snapshot = outcome(result, "host3", "snapshot")
+        assert snapshot["status"] == "ok", snapshot["message"]
+        assert (snapshot["backend"], snapshot["id"], snapshot["existing"]) == ("lab", name, False)
+        assert snapshot["kept"] == []
+        assert ("host3", name) in {(s.host, s.name) for s in hosts.snapshots(lab_config)}
+        assert outcome(result, "host3", "patch")["status"] == "ok"
+    finally:
+        if any(s.host == "host3" and s.name == name for s in hosts.snapshots(lab_config)):
+            hosts.delete_snapshot(lab_config, 3, name)
+
+
+def test_bad_settings_fail_before_any_phase(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    result = patch_batch(lab, run_id, {"host1": ["demo-lib"]}, patchkit_reboot_policy="sometimes")
+    assert result.failed() == {"host1"}
+    assert not [t for t in result.tasks if t.task.startswith("patchkit ")]  # no phase ran
+    (failure,) = [t for t in result.tasks if t.status == "failed"]
+    assert "patchkit_reboot_policy must be one of: if-needed, always, never" in failure.message
+
+
+def test_a_snapshot_backend_that_is_not_shipped_is_refused(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    result = patch_batch(lab, run_id, {"host1": ["demo-lib"]}, patchkit_snapshot_backend="lvm")
+    snapshot = outcome(result, "host1", "snapshot")
+    assert snapshot["status"] == "failed"
+    assert snapshot["message"].startswith("snapshot backend 'lvm' is not shipped")
+    assert "package, lab, none" in snapshot["message"]
+    assert result.task("host1", "patchkit patch result") is None  # so nothing was patched
+    assert states(lab, "host1")["host1"].packages["demo-lib"] == "1.0"
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_lab_snapshots(lab_config: LabConfig) -> Iterator[None]:
+    """The tests leave no snapshot of theirs behind (pristine deletes its own)."""
+    yield
+    assert not [s for s in hosts.snapshots(lab_config) if s.name.startswith("roles")]
