@@ -115,6 +115,9 @@ def ansible_env() -> dict[str, str]:
             " -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
         ),
         "ANSIBLE_TIMEOUT": "10",
+        # Our own control sockets: a master opened by someone's plain ansible-playbook (without
+        # ServerAlive) would otherwise be reused and could hang a run for many minutes.
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(Path.home() / ".ansible" / "patchkit-cp"),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
