@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   set up, bring the lab up and show Ansible reaching its hosts"
+	@echo "make demo   set up, bring the lab up, assess its hosts and preview a patch plan"
 	@echo "make test   set up, lint, type-check, run unit and integration tests on a lab"
 	@echo "make lint   ruff + mypy only;  make unit   unit tests only (no root, no lab)"
 	@echo "make lab-down   tear the demo and test labs down"
@@ -37,6 +37,10 @@ install: $(VENV)/.installed
 demo: install
 	$(PK) lab up --hosts $(DEMO_HOSTS)
 	$(PK) lab check
+	$(PK) policy check policies/lab.yml
+	$(PK) assess -p policies/lab.yml -i inventories/lab/hosts.yml
+	$(PK) plan -p policies/lab.yml -i inventories/lab/hosts.yml
+	$(PK) plan -p policies/lab.yml -i inventories/lab/hosts.yml --format html -o .patchkit/plan.html
 
 lint: install
 	$(BIN)/ruff check .

@@ -255,5 +255,6 @@ def plan(
     if output is None:
         click.echo(rendered)
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(rendered)
         err_console.print(f"plan {made.id} written to {output}")
