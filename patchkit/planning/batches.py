@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from patchkit.planning.types import Batch, HostPlan
 from patchkit.policy.model import Estimate
@@ -91,9 +91,15 @@ def schedule(
     cutoff: datetime,
     concurrency: int,
 ) -> tuple[Batch, ...]:
-    """Give each batch its estimated start and duration; mark those starting at/after cutoff."""
+    """Give each batch its estimated start and duration; mark those starting at/after cutoff.
+
+    Times are added and compared in UTC (same-zone arithmetic in Python is wall-clock, wrong
+    across a DST change) and shown in the zone of ``start``.
+    """
     out = []
-    clock = start
+    zone = start.tzinfo
+    clock = start.astimezone(UTC)
+    cutoff = cutoff.astimezone(UTC)
     late = False
     for number, (canary, hosts) in enumerate(groups, start=1):
         forks = max(1, min(concurrency, len(hosts)))
@@ -105,7 +111,7 @@ def schedule(
                 canary=canary,
                 hosts=tuple(hosts),
                 concurrency=forks,
-                start=clock,
+                start=clock.astimezone(zone),
                 duration=duration,
                 next_window=late,
             )

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -104,7 +104,9 @@ def make_plan(
     groups = ([(True, canary)] if canary else []) + [(False, b) for b in rest]
     scheduled = batching.schedule(
         groups,
-        start=max(occurrence.start, at.astimezone(occurrence.start.tzinfo)),
+        start=max(occurrence.start.astimezone(UTC), at.astimezone(UTC)).astimezone(
+            occurrence.start.tzinfo
+        ),
         cutoff=occurrence.cutoff,
         concurrency=rollout.concurrency.of(size),
     )
@@ -159,13 +161,15 @@ def _pick_window(
             )
         return chosen, occurrence
     names = {h.name for h in in_scope}
-    options = []
+    options: list[tuple[datetime, str, Window, Occurrence]] = []
     for candidate in policy.windows:
         if not names & match(candidate.hosts):
             continue
         occurrence = next_occurrence(candidate, at)
         if occurrence is not None:
-            options.append((occurrence.start, candidate.name, candidate, occurrence))
+            options.append(
+                (occurrence.start.astimezone(UTC), candidate.name, candidate, occurrence)
+            )
     if not options:
         raise PlanningError(
             "no window serves any in-scope host in the coming year",
@@ -273,8 +277,9 @@ def _warnings(
             "next window"
         )
     for batch in scheduled:
-        if not batch.next_window and batch.end > occurrence.end:
-            over = batch.end - occurrence.end
+        closes = occurrence.end.astimezone(UTC)
+        if not batch.next_window and batch.end.astimezone(UTC) > closes:
+            over = batch.end.astimezone(UTC) - closes
             out.append(
                 f"batch {batch.number} is estimated to end {_minutes(over)} after the window closes"
             )

@@ -7,7 +7,7 @@ the same inputs (see ``patchkit.planning.plan.plan_body``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from patchkit.model import Severity
@@ -72,7 +72,8 @@ class Batch:
 
     @property
     def end(self) -> datetime:
-        return self.start + self.duration
+        """Real elapsed time after the start (not wall-clock: right across DST changes)."""
+        return (self.start.astimezone(UTC) + self.duration).astimezone(self.start.tzinfo)
 
 
 class SkipKind(StrEnum):

@@ -110,13 +110,16 @@ def upcoming(
     """Up to ``count`` usable occurrences from ``at`` on, each with the frozen ones before it."""
     if at.tzinfo is None:
         raise ValueError("at must carry a timezone")
-    limit = at + timedelta(days=horizon_days)
+    # Compare in UTC: Python compares two times of the same zone by their wall clocks, which is
+    # wrong across a daylight-saving change.
+    now = at.astimezone(UTC)
+    limit = now + timedelta(days=horizon_days)
     out: list[Occurrence] = []
     skipped: list[SkippedOccurrence] = []
     for start, end, cutoff in _occurrences(window, at):
-        if start > limit or len(out) == count:
+        if start.astimezone(UTC) > limit or len(out) == count:
             break
-        if cutoff <= at:
+        if cutoff.astimezone(UTC) <= now:
             continue  # over, or too late to start anything in it
         reason = _frozen(window, start, end)
         if reason is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import textwrap
 from collections import Counter
@@ -307,3 +308,24 @@ def test_planner_invariants(
 
 
 UPDATES = [("openssl", SEC), ("tzdata", REG), ("curl", REG), ("linux-image-amd64", SEC)]
+
+
+def test_batch_times_are_real_time_across_a_dst_change() -> None:
+    extra = """
+    windows:
+      - name: night
+        rrule: FREQ=WEEKLY;BYDAY=SA;BYHOUR=22;BYMINUTE=0;BYSECOND=0
+        timezone: Europe/Berlin
+        duration: 8h
+        cutoff: 30m
+    """
+    fleet = [host(f"h{i:02}", tier=1) for i in range(40)]
+    findings = {h.name: found(h.name, ("linux-image-amd64", SEC)) for h in fleet}
+    at = datetime(2027, 3, 27, 12, 0, tzinfo=UTC)  # clocks go forward that night at 02:00
+    plan = make_plan(policy(extra, batch="1"), fleet, findings, at)
+    starts = [b.start.astimezone(UTC) for b in plan.batches]
+    assert all(b - a == timedelta(minutes=10) for a, b in itertools.pairwise(starts))
+    cutoff = plan.window.cutoff.astimezone(UTC)
+    assert cutoff - plan.window.start.astimezone(UTC) == timedelta(hours=7, minutes=30)
+    assert all((b.start.astimezone(UTC) < cutoff) != b.next_window for b in plan.batches)
+    assert len(plan.planned) == 40 and not plan.deferred  # 45 ten-minute slots fit
