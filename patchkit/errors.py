@@ -83,3 +83,9 @@ class LedgerError(PatchkitError, OSError):
     """The ledger database cannot be opened, read or written."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class RefusedError(PatchkitError, PermissionError):
+    """patchkit will not do this: an unapproved or changed plan, a lock held by another run."""
+
+    exit_code = ExitCode.REFUSED

@@ -16,6 +16,7 @@ from patchkit.errors import ExitCode, PatchkitError
 from .lab import lab
 from .planning import assess, plan, scope
 from .policy import policy
+from .window import approve, run, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,7 +46,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> No
 
 cli.add_command(lab)
 cli.add_command(policy)
-for command in (scope, assess, plan):
+for command in (scope, assess, plan, approve, run, status):
     cli.add_command(command)
 
 

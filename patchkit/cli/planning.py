@@ -12,9 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from patchkit import assess as assessing
 from patchkit import findings as findings_file
-from patchkit import inventory
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console
 from patchkit.errors import ExitCode, PlanningError
@@ -94,7 +92,7 @@ def scope(
     at = parse_time(at_text)
     loaded = policy_lib.load(policy_path) if policy_path else None
     with err_console.status("reading the inventory…"):
-        hosts = inventory.load(inventory_path)
+        hosts = load_inventory(inventory_path)
     match = scoping.matcher(hosts)
     entries = scoping.resolve(hosts, loaded, at.date(), match)
     rows = [_scope_row(e, loaded, match) for e in entries]
@@ -158,7 +156,7 @@ def assess(
     """
     loaded = policy_lib.load(policy_path)
     at = datetime.now(UTC)
-    hosts = inventory.load(inventory_path)
+    hosts = load_inventory(inventory_path)
     match = scoping.matcher(hosts)
     names = [e.host.name for e in scoping.resolve(hosts, loaded, at.date(), match) if e.in_scope]
     if limit:
@@ -178,7 +176,7 @@ def assess(
         status.update(f"assessing {len(names)} host(s) in check mode… {done} done")
 
     with err_console.status(f"assessing {len(names)} host(s) in check mode…") as status:
-        found = assessing.assess(inventory_path, limit=",".join(names), at=at, on_host=progress)
+        found = _assess(inventory_path, limit=",".join(names), at=at, on_host=progress)
     stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
     if export_path is not None:
         export_path.write_text(findings_file.dumps(stored))
@@ -233,7 +231,7 @@ def plan(
     """
     loaded = policy_lib.load(policy_path)
     at = parse_time(at_text)
-    hosts = inventory.load(inventory_path)
+    hosts = load_inventory(inventory_path)
     ledger = None if (no_save and findings_path) else _ledger(ctx)
     if findings_path is not None:
         found = {f.host: f for f in findings_file.load(findings_path)}
@@ -258,3 +256,17 @@ def plan(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(rendered)
         err_console.print(f"plan {made.id} written to {output}")
+
+
+def load_inventory(path: Path) -> Any:
+    # ansible-core is imported only by the commands that read inventories: importing it sets up
+    # its directories, which must not break 'patchkit --help' or the lab's own checks.
+    from patchkit import inventory
+
+    return inventory.load(path)
+
+
+def _assess(inventory_path: Path, **kwargs: Any) -> Any:
+    from patchkit import assess as assessing
+
+    return assessing.assess(inventory_path, **kwargs)

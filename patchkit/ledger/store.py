@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from patchkit.errors import LedgerError
@@ -232,3 +232,219 @@ class Ledger:
             return None
         body: dict[str, Any] = json.loads(row.body)
         return body
+
+    # ------------------------------------------------------------ approvals and runs
+
+    def approve(
+        self, plan_id: str, plan_hash: str, *, by: str, at: datetime, comment: str = ""
+    ) -> None:
+        with self._tx("cannot write to") as conn:
+            conn.execute(
+                insert(t.approvals).values(
+                    plan_id=plan_id,
+                    plan_hash=plan_hash,
+                    approved_by=by,
+                    approved_at=_utc(at),
+                    comment=comment,
+                )
+            )
+            conn.execute(
+                insert(t.audit).values(
+                    at=_utc(at), who=by, action="approve", detail=f"{plan_id} {plan_hash}"
+                )
+            )
+
+    def approvals(self, plan_id: str) -> list[dict[str, Any]]:
+        query = select(t.approvals).where(t.approvals.c.plan_id == plan_id)
+        with self._tx("cannot read") as conn:
+            return [
+                {
+                    "by": r.approved_by,
+                    "at": _aware(r.approved_at),
+                    "hash": r.plan_hash,
+                    "comment": r.comment,
+                }
+                for r in conn.execute(query.order_by(t.approvals.c.id))
+            ]
+
+    def start_run(
+        self, run_id: str, plan_id: str, plan_hash: str, *, at: datetime, holder: str
+    ) -> None:
+        with self._tx("cannot write to") as conn:
+            conn.execute(
+                insert(t.runs).values(
+                    id=run_id,
+                    plan_id=plan_id,
+                    plan_hash=plan_hash,
+                    started=_utc(at),
+                    status="running",
+                    reason="",
+                    holder=holder,
+                    heartbeat=_utc(at),
+                )
+            )
+
+    def record_batch(
+        self,
+        run_id: str,
+        number: int,
+        *,
+        status: str,
+        hosts: int,
+        failed: int = 0,
+        started: datetime | None = None,
+        ended: datetime | None = None,
+        reason: str = "",
+    ) -> None:
+        """Insert or update a batch row (one transaction)."""
+        values = {
+            "status": status,
+            "hosts": hosts,
+            "failed": failed,
+            "started": _utc(started) if started else None,
+            "ended": _utc(ended) if ended else None,
+            "reason": reason,
+        }
+        key = (t.batches.c.run_id == run_id) & (t.batches.c.number == number)
+        with self._tx("cannot write to") as conn:
+            if conn.execute(select(t.batches.c.number).where(key)).first() is None:
+                conn.execute(insert(t.batches).values(run_id=run_id, number=number, **values))
+            else:
+                conn.execute(update(t.batches).where(key).values(**values))
+
+    def record_outcomes(
+        self,
+        run_id: str,
+        batch: int,
+        outcomes: Sequence[Any],
+        *,
+        started: datetime,
+        ended: datetime,
+    ) -> None:
+        """Every phase, package change and snapshot of a batch's hosts, in one transaction."""
+        with self._tx("cannot write to") as conn:
+            for out in outcomes:
+                for phase in out.phases:
+                    conn.execute(
+                        insert(t.host_phases).values(
+                            run_id=run_id,
+                            batch=batch,
+                            host=out.host,
+                            phase=phase.phase,
+                            status=phase.status,
+                            started=_utc(started),
+                            ended=_utc(ended),
+                            message=phase.message,
+                            data=json.dumps(
+                                dict(phase.data) | {"seconds": phase.seconds}, default=str
+                            ),
+                        )
+                    )
+                if out.needs_rollback:
+                    conn.execute(
+                        insert(t.host_phases).values(
+                            run_id=run_id,
+                            batch=batch,
+                            host=out.host,
+                            phase="rollback",
+                            status="pending",
+                            message=f"{out.failed_phase} {out.status}: rollback pending",
+                            data="{}",
+                        )
+                    )
+                for change in out.changes:
+                    conn.execute(
+                        insert(t.package_changes).values(
+                            run_id=run_id,
+                            host=out.host,
+                            package=change.package,
+                            before=change.before,
+                            after=change.after,
+                        )
+                    )
+                if out.snapshot is not None:
+                    conn.execute(
+                        insert(t.snapshots).values(
+                            run_id=run_id,
+                            host=out.host,
+                            backend=out.snapshot[0],
+                            snapshot_id=out.snapshot[1],
+                            taken=_utc(started),
+                        )
+                    )
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(heartbeat=_utc(ended)))
+
+    def finish_run(self, run_id: str, *, status: str, reason: str, at: datetime) -> None:
+        with self._tx("cannot write to") as conn:
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id)
+                .values(status=status, reason=reason, ended=_utc(at), heartbeat=_utc(at))
+            )
+
+    def run_record(self, run_id: str | None = None) -> dict[str, Any] | None:
+        """A run with its batches, host phases and package changes (the newest if no id)."""
+        with self._tx("cannot read") as conn:
+            query = select(t.runs)
+            query = (
+                query.where(t.runs.c.id == run_id)
+                if run_id
+                else query.order_by(t.runs.c.started.desc())
+            )
+            run = conn.execute(query.limit(1)).first()
+            if run is None:
+                return None
+            batches = conn.execute(
+                select(t.batches).where(t.batches.c.run_id == run.id).order_by(t.batches.c.number)
+            ).all()
+            phases = conn.execute(
+                select(t.host_phases)
+                .where(t.host_phases.c.run_id == run.id)
+                .order_by(t.host_phases.c.id)
+            ).all()
+            changes = conn.execute(
+                select(t.package_changes)
+                .where(t.package_changes.c.run_id == run.id)
+                .order_by(t.package_changes.c.id)
+            ).all()
+            snaps = conn.execute(select(t.snapshots).where(t.snapshots.c.run_id == run.id)).all()
+        return {
+            "id": run.id,
+            "plan": run.plan_id,
+            "plan_hash": run.plan_hash,
+            "status": run.status,
+            "reason": run.reason,
+            "started": _aware(run.started),
+            "ended": _aware(run.ended) if run.ended else None,
+            "holder": run.holder,
+            "batches": [
+                {
+                    "number": b.number,
+                    "status": b.status,
+                    "hosts": b.hosts,
+                    "failed": b.failed,
+                    "reason": b.reason,
+                    "started": _aware(b.started) if b.started else None,
+                    "ended": _aware(b.ended) if b.ended else None,
+                }
+                for b in batches
+            ],
+            "phases": [
+                {
+                    "batch": p.batch,
+                    "host": p.host,
+                    "phase": p.phase,
+                    "status": p.status,
+                    "message": p.message,
+                    "seconds": json.loads(p.data).get("seconds"),
+                }
+                for p in phases
+            ],
+            "changes": [
+                {"host": c.host, "package": c.package, "before": c.before, "after": c.after}
+                for c in changes
+            ],
+            "snapshots": [
+                {"host": s.host, "backend": s.backend, "id": s.snapshot_id} for s in snaps
+            ],
+        }

@@ -116,7 +116,7 @@ def make_plan(
         hash="",
         policy=policy.name,
         made_at=at,
-        inputs=_input_hashes(policy, hosts, findings),
+        inputs=input_hashes(policy, hosts, findings),
         window=WindowSlot(
             name=chosen.name,
             timezone=chosen.timezone,
@@ -391,7 +391,7 @@ def content_hash(plan: Plan) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
-def _input_hashes(
+def input_hashes(
     policy: Policy, hosts: Sequence[Host], findings: Mapping[str, Finding]
 ) -> dict[str, str]:
     def digest(data: Any) -> str:

@@ -1,0 +1,121 @@
+"""``patchkit approve``, ``run`` and ``status``: from an approved plan to a recorded window."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from patchkit import policy as policy_lib
+from patchkit.cli.consoles import console, err_console
+from patchkit.cli.planning import inventory_option, load_inventory, required_policy
+from patchkit.errors import ExitCode, PlanningError, RefusedError
+from patchkit.execution import window
+from patchkit.execution.runner import TaskResult
+from patchkit.ledger import Ledger
+from patchkit.planning.plan import input_hashes
+from patchkit.reports import run as run_report
+
+
+def _ledger(ctx: click.Context) -> Ledger:
+    return Ledger(ctx.obj.get("ledger") if ctx.obj else None)
+
+
+def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
+    body = ledger.plan(plan_id)
+    if body is None:
+        raise PlanningError(f"no plan {plan_id} in {ledger.url}", hint="patchkit plan saves one")
+    return body
+
+
+@click.command()
+@click.argument("plan_id")
+@click.option("--by", "by", required=True, help="Who approves (must be one of the approvers).")
+@click.option("--comment", default="", help="Why, or under which change ticket.")
+@click.pass_context
+def approve(ctx: click.Context, plan_id: str, by: str, comment: str) -> None:
+    """Record approval of PLAN_ID (who, when, and the plan hash approved)."""
+    ledger = _ledger(ctx)
+    body = _plan(ledger, plan_id)
+    approvers = body["settings"]["approvers"]
+    if approvers and by not in approvers:
+        raise RefusedError(
+            f"{by} may not approve plans of policy {body['policy']}",
+            hint=f"approvers: {', '.join(approvers)}",
+        )
+    ledger.approve(plan_id, body["hash"], by=by, at=datetime.now(UTC), comment=comment)
+    err_console.print(f"plan {plan_id} approved by {by} (hash {body['hash'][:16]}…)")
+
+
+@click.command()
+@click.argument("plan_id")
+@required_policy
+@inventory_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per event, for machines.")
+@click.pass_context
+def run(
+    ctx: click.Context, plan_id: str, policy_path: Path, inventory_path: Path, as_json: bool
+) -> None:
+    """Run the approved plan PLAN_ID batch by batch and record every outcome.
+
+    Refuses (exit 3) an unapproved plan, or one whose policy or inventory changed since it was
+    made. Exits 0 when every host was patched, 1 when hosts failed or the window halted.
+    """
+    ledger = _ledger(ctx)
+    body = _plan(ledger, plan_id)
+    loaded = policy_lib.load(policy_path)
+    hosts = load_inventory(inventory_path)
+    window.check_may_run(ledger, body, loaded, input_hashes(loaded, hosts, {}))
+
+    def on_task(task: TaskResult) -> None:
+        if as_json:
+            line = {"event": "task", "host": task.host, "task": task.task, "status": task.status}
+            click.echo(json.dumps(line))
+        else:
+            spinner.update(f"{task.host}: {task.task}: {task.status}")
+
+    def on_batch(number: int, state: str) -> None:
+        if as_json:
+            click.echo(json.dumps({"event": "batch", "batch": number, "status": state}))
+        else:
+            err_console.print(f"batch {number}: {state}")
+
+    with err_console.status(f"running {plan_id}…") as spinner:
+        summary = window.execute(
+            body,
+            loaded,
+            hosts,
+            inventory_path,
+            ledger,
+            clock=lambda: datetime.now(UTC),
+            on_task=on_task,
+            on_batch=on_batch,
+        )
+    record = ledger.run_record(summary.run_id)
+    if as_json:
+        click.echo(json.dumps({"event": "end", "run": record}, default=str))
+    elif record is not None:
+        console.print(run_report.run_tables(record))
+    if summary.status != "completed":
+        sys.exit(ExitCode.FAILURES)
+
+
+@click.command()
+@click.argument("run_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def status(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
+    """Show a run (default: the newest) from the ledger alone."""
+    record = _ledger(ctx).run_record(run_id)
+    if record is None:
+        raise PlanningError(
+            f"no run {run_id}" if run_id else "no run recorded yet", hint="patchkit run PLAN_ID"
+        )
+    if as_json:
+        click.echo(json.dumps(record, default=str, indent=2))
+    else:
+        console.print(run_report.run_tables(record))

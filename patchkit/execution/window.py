@@ -1,0 +1,196 @@
+"""Run an approved plan: batch by batch through ansible-runner, every outcome into the ledger.
+
+Between batches the pure rules decide: the error threshold halts the window, the cutoff stops
+new batches. Each batch's outcomes are committed before the next batch starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from patchkit import content
+from patchkit.errors import RefusedError
+from patchkit.execution import events, rules
+from patchkit.execution.runner import TaskResult, run_playbook
+from patchkit.ledger import Ledger
+from patchkit.model import Host
+from patchkit.planning import scope as scoping
+from patchkit.policy.model import Policy
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    status: str  # completed / failed / halted / stopped-at-cutoff
+    reason: str
+    patched: int
+    failed: int
+    not_patched: int
+
+
+def new_run_id(at: datetime) -> str:
+    return f"run-{at.astimezone(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def check_may_run(
+    ledger: Ledger, body: Mapping[str, Any], policy: Policy, inputs: Mapping[str, str]
+) -> None:
+    """Refuse a plan that is unapproved (when the policy wants approval) or whose inputs moved."""
+    for what in ("policy", "hosts"):
+        if body["inputs"][what] != inputs[what]:
+            noun = "policy" if what == "policy" else "inventory"
+            raise RefusedError(
+                f"the {noun} changed since plan {body['id']} was made",
+                hint="make a new plan (patchkit plan) and have it approved",
+            )
+    if not policy.roles.approval_required:
+        return
+    approved = [a for a in ledger.approvals(body["id"]) if a["hash"] == body["hash"]]
+    if not approved:
+        raise RefusedError(
+            f"plan {body['id']} is not approved",
+            hint=f"patchkit approve {body['id']} --by NAME (approvers: "
+            f"{', '.join(policy.roles.approvers)})",
+        )
+
+
+def checks_by_host(policy: Policy, hosts: Sequence[Host]) -> dict[str, list[dict[str, Any]]]:
+    """The policy's verification checks that apply to each host, as the playbook takes them."""
+    match = scoping.matcher(hosts)
+    out: dict[str, list[dict[str, Any]]] = {h.name: [] for h in hosts}
+    for check in policy.verification:
+        wanted = match(check.hosts)
+        body = check.model_dump(mode="json", exclude={"hosts"})
+        for host in hosts:
+            if host.name in wanted:
+                out[host.name].append(body)
+    return out
+
+
+def execute(
+    body: Mapping[str, Any],
+    policy: Policy,
+    hosts: Sequence[Host],
+    inventory: Path,
+    ledger: Ledger,
+    *,
+    clock: Clock,
+    on_task: Callable[[TaskResult], None] | None = None,
+    on_batch: Callable[[int, str], None] | None = None,
+) -> RunSummary:
+    """Run every batch of the plan that the rules allow; return how the window ended."""
+    started = clock()
+    run_id = new_run_id(started)
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    ledger.start_run(run_id, body["id"], body["hash"], at=started, holder=holder)
+    cutoff = datetime.fromisoformat(body["window"]["cutoff"])
+    checks = checks_by_host(policy, hosts)
+    settings = _settings(policy)
+    failures = attempted = patched = not_patched = 0
+    status, reason = "completed", ""
+    for batch in body["batches"]:
+        number, names = batch["number"], [h["host"] for h in batch["hosts"]]
+        if batch["next_window"]:
+            ledger.record_batch(
+                run_id,
+                number,
+                status="not-started",
+                hosts=len(names),
+                reason="left for the next window by the plan",
+            )
+            continue
+        if status != "completed":
+            ledger.record_batch(
+                run_id, number, status="not-started", hosts=len(names), reason=reason
+            )
+            continue
+        if not rules.may_start(clock(), cutoff):
+            status, reason = "stopped-at-cutoff", f"window cutoff {cutoff:%H:%M %Z} reached"
+            ledger.record_batch(
+                run_id, number, status="not-started", hosts=len(names), reason=reason
+            )
+            continue
+        begin = clock()
+        ledger.record_batch(run_id, number, status="running", hosts=len(names), started=begin)
+        if on_batch is not None:
+            on_batch(number, "running")
+        extravars = settings | {
+            "patchkit_run_id": run_id,
+            "patchkit_batch": number,
+            "patchkit_updates_by_host": {
+                h["host"]: [
+                    {"package": u["package"], "candidate": u["candidate"]} for u in h["updates"]
+                ]
+                for h in batch["hosts"]
+            },
+            "patchkit_checks_by_host": {n: checks[n] for n in names if n in checks},
+        }
+        result = run_playbook(
+            content.playbook("patch.yml"),
+            inventory,
+            limit=",".join(names),
+            extravars=extravars,
+            forks=max(1, int(batch["concurrency"])),
+            timeout=_job_timeout(policy),
+            on_task=on_task,
+        )
+        outcomes = events.batch_outcomes(names, result.tasks)
+        end = clock()
+        ledger.record_outcomes(run_id, number, outcomes, started=begin, ended=end)
+        failed_here = sum(1 for o in outcomes if o.counts_as_failure)
+        failures += failed_here
+        attempted += len(names)
+        patched += sum(1 for o in outcomes if o.status == "patched")
+        not_patched += sum(1 for o in outcomes if o.status == "not-patched")
+        ledger.record_batch(
+            run_id,
+            number,
+            status="failed" if failed_here else "completed",
+            hosts=len(names),
+            failed=failed_here,
+            started=begin,
+            ended=end,
+        )
+        if on_batch is not None:
+            on_batch(number, "failed" if failed_here else "completed")
+        threshold = policy.rollout.error_threshold
+        if (
+            rules.threshold_crossed(failures, attempted, threshold)
+            and policy.failure_handling.on_threshold == "halt"
+        ):
+            status = "halted"
+            reason = f"{failures} failed host(s) reached the error threshold {threshold}"
+    if status == "completed" and failures:
+        status, reason = "failed", f"{failures} host(s) failed"
+    ledger.finish_run(run_id, status=status, reason=reason, at=clock())
+    return RunSummary(run_id, status, reason, patched, failures, not_patched)
+
+
+def _settings(policy: Policy) -> dict[str, Any]:
+    prep = policy.preparation
+    return {
+        "patchkit_snapshot_backend": prep.snapshot.backend,
+        "patchkit_reboot_policy": policy.downtime.reboot,
+        "patchkit_reboot_timeout": int(policy.downtime.reboot_timeout.total_seconds()),
+        "patchkit_precheck_min_free_disk_mb": prep.prechecks.min_free_disk,
+        "patchkit_precheck_healthy_before": prep.prechecks.healthy_before,
+        "patchkit_precheck_pending_reboot": prep.prechecks.pending_reboot,
+        "patchkit_lab_root": os.environ.get("PATCHKIT_LAB_ROOT", "/var/lib/patchkit/lab"),
+    }
+
+
+def _job_timeout(policy: Policy) -> int:
+    """Two reboot waits plus room for the other phases (docs/playbook-contract.md)."""
+    return int(2 * policy.downtime.reboot_timeout.total_seconds()) + 600
