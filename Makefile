@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 PK := $(BIN)/patchkit
 # The demo lab and the test lab have different names and subnets so they never touch each other.
 DEMO_HOSTS ?= 3
+DEMO_POLICY := policies/lab.yml
+DEMO_INVENTORY := inventories/lab/hosts.yml
 TEST_LAB := --name pktest --subnet 10.77.1.0/24
 LIFE_LAB := --name pklife --subnet 10.77.2.0/24
 # Only the integration tests need root and the lab; CI runs everything.
@@ -17,7 +19,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   set up, bring the lab up, assess its hosts and preview a patch plan"
+	@echo "make demo   set up, bring the lab up, assess, plan, approve and run a patch window"
 	@echo "make test   set up, lint, type-check, run unit and integration tests on a lab"
 	@echo "make lint   ruff + mypy only;  make unit   unit tests only (no root, no lab)"
 	@echo "make lab-down   tear the demo and test labs down"
@@ -37,10 +39,18 @@ install: $(VENV)/.installed
 demo: install
 	$(PK) lab up --hosts $(DEMO_HOSTS)
 	$(PK) lab check
-	$(PK) policy check policies/lab.yml
-	$(PK) assess -p policies/lab.yml -i inventories/lab/hosts.yml
-	$(PK) plan -p policies/lab.yml -i inventories/lab/hosts.yml
-	$(PK) plan -p policies/lab.yml -i inventories/lab/hosts.yml --format html -o .patchkit/plan.html
+	$(PK) policy check $(DEMO_POLICY)
+	@echo "# hold back demo-svc 1.1, the update that breaks its health check (the tests run it)"
+	$(PK) lab updates --withdraw demo-svc
+	$(PK) assess -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
+	$(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
+	$(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format html -o .patchkit/plan.html
+	plan=$$($(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format json \
+	    | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["id"])') && \
+	  $(PK) approve $$plan --by demo-operator --comment "make demo" && \
+	  $(PK) run $$plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
+	$(PK) lab check
+	@echo "plan preview: .patchkit/plan.html; ledger: .patchkit/ledger.sqlite (patchkit status)"
 
 lint: install
 	$(BIN)/ruff check .
