@@ -17,7 +17,7 @@ from patchkit.lab.config import LabConfig, check_snapshot_name
 
 log = logging.getLogger(__name__)
 
-SSH_TIMEOUT = 60.0
+SSH_TIMEOUT = 120.0  # 8 hosts booting at once on 2 busy cores took over 60 s once
 
 
 def ssh_argv(config: LabConfig, index: int, connect_timeout: int = 2) -> list[str]:
