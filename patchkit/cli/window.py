@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.live import Live
 
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console
@@ -71,30 +74,46 @@ def run(
     hosts = load_inventory(inventory_path)
     window.check_may_run(ledger, body, loaded, input_hashes(loaded, hosts, {}))
 
+    progress = run_report.RunProgress(body, lambda: datetime.now(UTC))
+    stop = threading.Event()
+
+    live = Live(progress.render(), console=err_console, refresh_per_second=4, transient=True)
+
     def on_task(task: TaskResult) -> None:
+        progress.task(task.host, task.task, task.status)
+        live.update(progress.render())
         if as_json:
             line = {"event": "task", "host": task.host, "task": task.task, "status": task.status}
             click.echo(json.dumps(line))
-        else:
-            spinner.update(f"{task.host}: {task.task}: {task.status}")
 
     def on_batch(number: int, state: str) -> None:
+        progress.batch_changed(number, state)
+        live.update(progress.render())
         if as_json:
             click.echo(json.dumps({"event": "batch", "batch": number, "status": state}))
-        else:
-            err_console.print(f"batch {number}: {state}")
 
-    with err_console.status(f"running {plan_id}…") as spinner:
-        summary = window.execute(
-            body,
-            loaded,
-            hosts,
-            inventory_path,
-            ledger,
-            clock=lambda: datetime.now(UTC),
-            on_task=on_task,
-            on_batch=on_batch,
-        )
+    def interrupted(_signum: int, _frame: object) -> None:
+        # Ctrl-C: let ansible-runner stop the batch, then record what is known.
+        stop.set()
+        err_console.print("stopping after recording what is known (Ctrl-C again to abort)…")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        with live:
+            summary = window.execute(
+                body,
+                loaded,
+                hosts,
+                inventory_path,
+                ledger,
+                clock=lambda: datetime.now(UTC),
+                on_task=on_task,
+                on_batch=on_batch,
+                cancel=stop.is_set,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     record = ledger.run_record(summary.run_id)
     if as_json:
         click.echo(json.dumps({"event": "end", "run": record}, default=str))

@@ -134,11 +134,14 @@ def run_playbook(
     forks: int = 10,
     timeout: int | None = None,
     on_task: Callable[[TaskResult], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> PlaybookResult:
     """Run ``playbook`` against ``inventory`` and return every task outcome per host.
 
     Hosts failing or unreachable are results, not errors; RunnerError is raised only when the
     playbook could not run at all (missing file, ansible-playbook absent, a syntax error).
+    ``cancel`` is polled by runner; when it returns True the run stops (status ``canceled``)
+    and the results gathered so far are returned.
     """
     if not playbook.is_file():
         raise RunnerError(f"playbook not found: {playbook}")
@@ -172,9 +175,14 @@ def run_playbook(
             event_handler=handler,
             quiet=True,
             timeout=timeout,
+            cancel_callback=cancel,
         )
         stdout = runner.stdout.read() if runner.rc not in (0, 2, 4) else ""
     log.debug("playbook %s finished: %s rc=%s", playbook.name, runner.status, runner.rc)
+    if runner.status == "canceled":
+        return PlaybookResult(
+            status="canceled", rc=int(runner.rc), tasks=tuple(tasks), hosts=tuple(hosts)
+        )
     if runner.status == "timeout" and not tasks:
         raise RunnerError(
             f"ansible-playbook {playbook.name} did not finish within {timeout} s",

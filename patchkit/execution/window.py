@@ -89,6 +89,7 @@ def execute(
     clock: Clock,
     on_task: Callable[[TaskResult], None] | None = None,
     on_batch: Callable[[int, str], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> RunSummary:
     """Run every batch of the plan that the rules allow; return how the window ended."""
     started = clock()
@@ -145,6 +146,7 @@ def execute(
             forks=max(1, int(batch["concurrency"])),
             timeout=_job_timeout(policy),
             on_task=on_task,
+            cancel=cancel,
         )
         outcomes = events.batch_outcomes(names, result.tasks)
         end = clock()
@@ -165,6 +167,11 @@ def execute(
         )
         if on_batch is not None:
             on_batch(number, "failed" if failed_here else "completed")
+        if result.status == "canceled":
+            # What the hosts reported is recorded above; a host stopped mid-phase shows that
+            # phase without a result, which resume (and rollback) will check on the host.
+            status, reason = "interrupted", f"stopped by the operator during batch {number}"
+            continue
         threshold = policy.rollout.error_threshold
         if (
             rules.threshold_crossed(failures, attempted, threshold)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +113,29 @@ def test_a_clean_window_patches_reboots_and_records_every_host(
     assert {s["host"] for s in record["snapshots"]} == set(after)
     shown = patchkit_cli("status", "--json", env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == record["id"]
+
+
+def test_ctrl_c_stops_cleanly_and_records_what_is_known(
+    lab: Path, env: dict[str, str], pristine: None
+) -> None:
+    plan_id = planned_id(lab, env)
+    assert patchkit_cli("approve", plan_id, "--by", "demo-operator", env=env).returncode == 0
+    argv = [sys.executable, "-m", "patchkit", "run", plan_id, "-p", POLICY, "-i", str(lab)]
+    proc = subprocess.Popen(
+        [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the first batch is patching
+        event = json.loads(line)
+        if event.get("task") == "patchkit snapshot result":
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
+    assert record is not None and record["status"] == "interrupted"
+    assert "stopped by the operator during batch 1" in record["reason"]
+    assert [b["status"] for b in record["batches"]][1:] == ["not-started"]
+    assert any(p["phase"] == "snapshot" for p in record["phases"])  # known results were kept
