@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from patchkit.errors import LedgerError
 from patchkit.ledger import schema as t
@@ -21,6 +23,22 @@ DEFAULT_PATH = Path(".patchkit/ledger.sqlite")
 
 def default_url() -> str:
     return f"sqlite:///{DEFAULT_PATH}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: a password in it (user:password@ or ?password=) masked."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # Not a URL SQLAlchemy reads, but it may still hold "user:password@": mask that.
+        return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+    if parsed.password is None and "password" not in parsed.query:
+        return url  # as given: rendering would re-quote it (sqlite:///file:… → file%3A…)
+    if "password" in parsed.query:
+        parsed = parsed.difference_update_query(["password"]).set(
+            password=str(parsed.query["password"])
+        )
+    return parsed.render_as_string(hide_password=True)
 
 
 def _utc(value: datetime) -> datetime:
@@ -41,9 +59,10 @@ class Ledger:
     """Open (and create if needed) the ledger at ``url``: ``sqlite:///path`` or PostgreSQL."""
 
     def __init__(self, url: str | None = None) -> None:
-        self.url = url or default_url()
+        given = url or default_url()
+        self.url = shown_url(given)  # for messages, which must never show a password
         try:
-            self.engine = self._connect(self.url)
+            self.engine = self._connect(given)
             t.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
                 stored = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema"))
@@ -56,7 +75,7 @@ class Ledger:
                         f"{t.SCHEMA_VERSION}",
                         hint="upgrade patchkit",
                     )
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is no number
             raise self._error("cannot open", exc) from None
 
     @staticmethod

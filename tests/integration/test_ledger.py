@@ -1,18 +1,40 @@
-"""Integration: the ledger on a real SQLite database (no lab hosts needed)."""
+"""Integration: the ledger on real SQLite and PostgreSQL databases (no lab hosts needed).
+
+Every test that is not about one backend runs on both: a SQLite file in the test's directory and
+a new database on a PostgreSQL server the session starts itself (see ``postgres.py``).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from patchkit.errors import ExitCode, LedgerError
+from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, PendingUpdate
 
+if TYPE_CHECKING:
+    # Only the type: importing the module itself is pytest_plugins' job (see postgres.py).
+    from .postgres import PostgresServer
+
+pytest_plugins = ["tests.integration.postgres"]
+
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty ledger database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.sqlite'}"
+    # Looked up only here, so that a run of the SQLite tests alone starts no server.
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.url(request.getfixturevalue("postgres_database"))
 
 
 def finding(host: str, at: datetime, *updates: tuple[str, str]) -> Finding:
@@ -20,8 +42,8 @@ def finding(host: str, at: datetime, *updates: tuple[str, str]) -> Finding:
     return Finding(host=host, assessed_at=at, reachable=True, updates=pending)
 
 
-def test_assessments_round_trip_and_latest_wins(tmp_path: Path) -> None:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+def test_assessments_round_trip_and_latest_wins(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
     ledger.record_assessment([finding("a", T0, ("lib", "1.1"))], source="inv", started=T0)
     later = T0 + timedelta(days=2)
     down = Finding(host="b", assessed_at=later, reachable=False, message="timed out")
@@ -36,8 +58,8 @@ def test_assessments_round_trip_and_latest_wins(tmp_path: Path) -> None:
     assert ledger.latest_findings({"b"}).keys() == {"b"}
 
 
-def test_first_seen_is_the_earliest_sighting_of_that_candidate(tmp_path: Path) -> None:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+def test_first_seen_is_the_earliest_sighting_of_that_candidate(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
     ledger.record_assessment([finding("a", T0, ("lib", "1.1"))], source="x", started=T0)
     later = T0 + timedelta(days=5)
     stored = ledger.record_assessment(
@@ -53,8 +75,8 @@ def test_first_seen_is_the_earliest_sighting_of_that_candidate(tmp_path: Path) -
     assert ledger.latest_findings()["a"].updates[0].first_seen == newer
 
 
-def test_plans_are_saved_once_by_id(tmp_path: Path) -> None:
-    ledger = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+def test_plans_are_saved_once_by_id(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
     body = {
         "id": "plan-abc",
         "hash": "abc" * 10,
@@ -68,13 +90,72 @@ def test_plans_are_saved_once_by_id(tmp_path: Path) -> None:
     assert ledger.plan("plan-nope") is None
 
 
+def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    body = {
+        "id": "plan-abc",
+        "hash": "abc" * 10,
+        "policy": "p",
+        "made_at": T0.isoformat(),
+        "window": {"name": "w", "start": T0.isoformat()},
+    }
+    ledger.save_plan(body, saved_at=T0)
+    ledger.approve("plan-abc", "abc" * 10, by="cab", at=T0, comment="ok")
+    assert ledger.approvals("plan-abc") == [
+        {"by": "cab", "at": T0, "hash": "abc" * 10, "comment": "ok"}
+    ]
+    end = T0 + timedelta(hours=1)
+    ledger.start_run("run-1", "plan-abc", "abc" * 10, at=T0, holder="ctl:1")
+    ledger.record_batch("run-1", 1, status="running", hosts=1, started=T0)
+    patched = HostOutcome(
+        host="a",
+        status="failed",
+        failed_phase="verify",
+        message="check failed",
+        phases=(
+            PhaseOutcome("patch", "ok", "", 2.5),
+            PhaseOutcome("verify", "failed", "check failed", 1.0),
+        ),
+        changes=(PackageChange("lib", "1.0", "1.1"),),
+        snapshot=("btrfs", "snap-1"),
+    )
+    ledger.record_outcomes("run-1", 1, [patched], started=T0, ended=end)
+    ledger.record_batch("run-1", 1, status="halted", hosts=1, failed=1, started=T0, ended=end)
+    ledger.finish_run("run-1", status="halted", reason="threshold", at=end)
+    run = ledger.run_record()
+    assert run is not None
+    assert (run["id"], run["status"], run["started"], run["ended"]) == ("run-1", "halted", T0, end)
+    assert run["batches"] == [
+        {
+            "number": 1,
+            "status": "halted",
+            "hosts": 1,
+            "failed": 1,
+            "reason": "",
+            "started": T0,
+            "ended": end,
+        }
+    ]
+    assert [(p["phase"], p["status"], p["seconds"]) for p in run["phases"]] == [
+        ("patch", "ok", 2.5),
+        ("verify", "failed", 1.0),
+        ("rollback", "pending", None),
+    ]
+    assert run["changes"] == [{"host": "a", "package": "lib", "before": "1.0", "after": "1.1"}]
+    assert run["snapshots"] == [{"host": "a", "backend": "btrfs", "id": "snap-1"}]
+    assert ledger.run_record("run-nope") is None
+
+
+# ---------------------------------------------------------------- SQLite only
+
+
 def test_wal_mode_on_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     Ledger(f"sqlite:///{path}").latest_findings()
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_read_only_ledger_is_a_clear_error(tmp_path: Path) -> None:
+def test_read_only_sqlite_ledger_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     Ledger(f"sqlite:///{path}").latest_findings()
     # Root ignores file modes, so make the write fail the way a read-only mount would.
@@ -88,7 +169,7 @@ def test_read_only_ledger_is_a_clear_error(tmp_path: Path) -> None:
     assert Ledger(f"sqlite:///{path}").latest_findings() == {}  # nothing half-written
 
 
-def test_unopenable_ledger_names_the_url(tmp_path: Path) -> None:
+def test_unopenable_sqlite_ledger_names_the_url(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(LedgerError) as err:
         Ledger(f"sqlite:///{tmp_path / 'dir.sqlite'}")
