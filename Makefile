@@ -47,7 +47,7 @@ demo: install
 	$(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format html -o .patchkit/plan.html
 	plan=$$($(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format json \
 	    | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["id"])') && \
-	  $(PK) approve $$plan --by demo-operator --comment "make demo" && \
+	  $(PK) approve $$plan --by demo-operator --reboots --comment "make demo" && \
 	  $(PK) run $$plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
 	$(PK) lab check
 	@echo "plan preview: .patchkit/plan.html; ledger: .patchkit/ledger.sqlite (patchkit status)"

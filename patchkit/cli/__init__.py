@@ -16,6 +16,7 @@ from patchkit.errors import ExitCode, PatchkitError
 from .lab import lab
 from .planning import assess, plan, scope
 from .policy import policy
+from .rollback import rollback
 from .window import approve, run, status
 
 
@@ -46,7 +47,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> No
 
 cli.add_command(lab)
 cli.add_command(policy)
-for command in (scope, assess, plan, approve, run, status):
+for command in (scope, assess, plan, approve, run, status, rollback):
     cli.add_command(command)
 
 

@@ -182,7 +182,8 @@ def updates(ctx: click.Context, action: str | None, pattern: str | None, as_json
     config = _config(ctx)
     if action is not None:
         keys = lifecycle.set_updates(config, pattern, publish=action == "publish")
-        err_console.print(f"{action}ed: {', '.join(keys)}")
+        done = "published" if action == "publish" else "withdrawn"
+        err_console.print(f"{done}: {', '.join(keys)}")
     published = lifecycle.status(config).published_updates
     if as_json:
         _json({"published_updates": list(published)})

@@ -18,7 +18,7 @@ from patchkit.cli.consoles import console, err_console
 from patchkit.cli.planning import inventory_option, load_inventory, required_policy
 from patchkit.errors import ExitCode, PlanningError, RefusedError
 from patchkit.execution import window
-from patchkit.execution.runner import TaskResult
+from patchkit.execution.runner import TaskResult, ansible_env
 from patchkit.ledger import Ledger
 from patchkit.planning.plan import input_hashes
 from patchkit.reports import run as run_report
@@ -39,9 +39,18 @@ def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
 @click.argument("plan_id")
 @click.option("--by", "by", required=True, help="Who approves (must be one of the approvers).")
 @click.option("--comment", default="", help="Why, or under which change ticket.")
+@click.option(
+    "--reboots",
+    is_flag=True,
+    help="Also approve the downtime: the reboots the plan marks as needing approval.",
+)
 @click.pass_context
-def approve(ctx: click.Context, plan_id: str, by: str, comment: str) -> None:
-    """Record approval of PLAN_ID (who, when, and the plan hash approved)."""
+def approve(ctx: click.Context, plan_id: str, by: str, comment: str, reboots: bool) -> None:
+    """Record approval of PLAN_ID (who, when, and the plan hash approved).
+
+    When the plan reboots hosts whose downtime the policy wants approved
+    (downtime.reboot_approval), `run` also needs an approval given with --reboots.
+    """
     ledger = _ledger(ctx)
     body = _plan(ledger, plan_id)
     approvers = body["settings"]["approvers"]
@@ -50,8 +59,17 @@ def approve(ctx: click.Context, plan_id: str, by: str, comment: str) -> None:
             f"{by} may not approve plans of policy {body['policy']}",
             hint=f"approvers: {', '.join(approvers)}",
         )
-    ledger.approve(plan_id, body["hash"], by=by, at=datetime.now(UTC), comment=comment)
-    err_console.print(f"plan {plan_id} approved by {by} (hash {body['hash'][:16]}…)")
+    ledger.approve(
+        plan_id, body["hash"], by=by, at=datetime.now(UTC), comment=comment, reboots=reboots
+    )
+    downtime = window.reboots_needing_approval(body)
+    with_reboots = f", with the reboots of {', '.join(downtime)}" if reboots and downtime else ""
+    err_console.print(f"plan {plan_id} approved by {by} (hash {body['hash'][:16]}…){with_reboots}")
+    if downtime and not reboots:
+        err_console.print(
+            f"note: the reboots of {', '.join(downtime)} need approval too; 'run' refuses the "
+            "plan until someone approves it with --reboots"
+        )
 
 
 @click.command()
@@ -59,9 +77,21 @@ def approve(ctx: click.Context, plan_id: str, by: str, comment: str) -> None:
 @required_policy
 @inventory_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per event, for machines.")
+@click.option(
+    "--mitogen/--no-mitogen",
+    default=False,
+    envvar="PATCHKIT_MITOGEN",
+    help="Run the playbooks with mitogen's strategy (pip install 'patchkit[mitogen]'); "
+    "fewer round trips per task. Env: PATCHKIT_MITOGEN.",
+)
 @click.pass_context
 def run(
-    ctx: click.Context, plan_id: str, policy_path: Path, inventory_path: Path, as_json: bool
+    ctx: click.Context,
+    plan_id: str,
+    policy_path: Path,
+    inventory_path: Path,
+    as_json: bool,
+    mitogen: bool,
 ) -> None:
     """Run the approved plan PLAN_ID batch by batch and record every outcome.
 
@@ -73,6 +103,8 @@ def run(
     loaded = policy_lib.load(policy_path)
     hosts = load_inventory(inventory_path)
     window.check_may_run(ledger, body, loaded, input_hashes(loaded, hosts, {}))
+    if mitogen:
+        ansible_env(mitogen=True)  # not installed: say so before anything starts
 
     progress = run_report.RunProgress(body, lambda: datetime.now(UTC))
     stop = threading.Event()
@@ -111,6 +143,7 @@ def run(
                 on_task=on_task,
                 on_batch=on_batch,
                 cancel=stop.is_set,
+                mitogen=mitogen,
             )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -73,8 +73,17 @@ class HostOutcome:
 
 def host_outcome(host: str, tasks: Sequence[TaskResult]) -> HostOutcome:
     """Fold one host's task results (in event order) into phase outcomes and a verdict."""
+    return _verdict(host, fold_phases(host, tasks, PHASES))
+
+
+def fold_phases(host: str, tasks: Sequence[TaskResult], order: Sequence[str]) -> list[PhaseOutcome]:
+    """One outcome per phase of ``order`` (a playbook's roles, in order) for ``host``.
+
+    A phase's outcome is its result task; a phase without one is where the host was lost
+    (unreachable) or failed outside the role; after a failed phase the rest are ``not-run``.
+    """
     results: dict[str, Mapping[str, Any]] = {}
-    seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+    seconds: dict[str, float] = dict.fromkeys(order, 0.0)
     current = 0
     unreachable = ""
     for task in tasks:
@@ -82,16 +91,16 @@ def host_outcome(host: str, tasks: Sequence[TaskResult]) -> HostOutcome:
             continue
         if task.status == "unreachable":
             unreachable = task.message or "unreachable"
-        if current < len(PHASES):
-            seconds[PHASES[current]] += float(task.duration or 0.0)
-        for index, phase in enumerate(PHASES):
+        if current < len(order):
+            seconds[order[current]] += float(task.duration or 0.0)
+        for index, phase in enumerate(order):
             if task.task == result_task(phase):
                 msg = task.result.get("msg")
                 results[phase] = msg if isinstance(msg, Mapping) else {"message": str(msg)}
                 current = index + 1
     phases: list[PhaseOutcome] = []
     stopped: PhaseOutcome | None = None
-    for phase in PHASES:
+    for phase in order:
         if stopped is not None:
             phases.append(PhaseOutcome(phase, "not-run", f"{stopped.phase} {stopped.status}", 0.0))
             continue
@@ -107,13 +116,15 @@ def host_outcome(host: str, tasks: Sequence[TaskResult]) -> HostOutcome:
             stopped = outcome
             continue
         status = str(data.get("status", "failed"))
+        if status == "failed" and data.get("reachable") is False:
+            status = "unreachable"  # the precheck caught the unreachable host itself
         outcome = PhaseOutcome(
             phase, status, str(data.get("message", "")), seconds[phase], thaw(data)
         )
         phases.append(outcome)
-        if status == "failed" or (status == "skipped" and phase == "precheck"):
+        if status in ("failed", "unreachable") or (status == "skipped" and phase == "precheck"):
             stopped = outcome
-    return _verdict(host, phases)
+    return phases
 
 
 def _verdict(host: str, phases: list[PhaseOutcome]) -> HostOutcome:

@@ -18,7 +18,7 @@ from typing import Any
 
 from patchkit import content
 from patchkit.errors import RefusedError
-from patchkit.execution import events, rules
+from patchkit.execution import events, rollback, rules
 from patchkit.execution.runner import TaskResult, run_playbook
 from patchkit.ledger import Ledger
 from patchkit.model import Host
@@ -33,7 +33,7 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    status: str  # completed / failed / halted / stopped-at-cutoff
+    status: str  # completed / incomplete / failed / halted / stopped-at-cutoff / interrupted
     reason: str
     patched: int
     failed: int
@@ -64,6 +64,24 @@ def check_may_run(
             hint=f"patchkit approve {body['id']} --by NAME (approvers: "
             f"{', '.join(policy.roles.approvers)})",
         )
+    downtime = reboots_needing_approval(body)
+    if downtime and not any(a["reboots"] for a in approved):
+        raise RefusedError(
+            f"plan {body['id']} reboots {', '.join(downtime)}, whose downtime the policy wants "
+            "approved, and no approval of it includes the reboots",
+            hint=f"patchkit approve {body['id']} --by NAME --reboots",
+        )
+
+
+def reboots_needing_approval(body: Mapping[str, Any]) -> list[str]:
+    """Hosts the plan reboots in this window whose reboot needs explicit approval."""
+    return sorted(
+        h["host"]
+        for b in body["batches"]
+        if not b["next_window"]
+        for h in b["hosts"]
+        if h.get("reboot_needs_approval")
+    )
 
 
 def checks_by_host(policy: Policy, hosts: Sequence[Host]) -> dict[str, list[dict[str, Any]]]:
@@ -90,6 +108,7 @@ def execute(
     on_task: Callable[[TaskResult], None] | None = None,
     on_batch: Callable[[int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    mitogen: bool = False,
 ) -> RunSummary:
     """Run every batch of the plan that the rules allow; return how the window ended."""
     started = clock()
@@ -98,8 +117,9 @@ def execute(
     ledger.start_run(run_id, body["id"], body["hash"], at=started, holder=holder)
     cutoff = datetime.fromisoformat(body["window"]["cutoff"])
     checks = checks_by_host(policy, hosts)
-    settings = _settings(policy)
+    settings = phase_settings(policy)
     failures = attempted = patched = not_patched = 0
+    left_alone: list[str] = []  # not patched and not changed: unreachable, unhealthy, ...
     status, reason = "completed", ""
     for batch in body["batches"]:
         number, names = batch["number"], [h["host"] for h in batch["hosts"]]
@@ -127,17 +147,7 @@ def execute(
         ledger.record_batch(run_id, number, status="running", hosts=len(names), started=begin)
         if on_batch is not None:
             on_batch(number, "running")
-        extravars = settings | {
-            "patchkit_run_id": run_id,
-            "patchkit_batch": number,
-            "patchkit_updates_by_host": {
-                h["host"]: [
-                    {"package": u["package"], "candidate": u["candidate"]} for u in h["updates"]
-                ]
-                for h in batch["hosts"]
-            },
-            "patchkit_checks_by_host": {n: checks[n] for n in names if n in checks},
-        }
+        extravars = batch_extravars(batch, run_id, settings, checks)
         result = run_playbook(
             content.playbook("patch.yml"),
             inventory,
@@ -147,15 +157,21 @@ def execute(
             timeout=_job_timeout(policy),
             on_task=on_task,
             cancel=cancel,
+            mitogen=mitogen,
         )
         outcomes = events.batch_outcomes(names, result.tasks)
         end = clock()
         ledger.record_outcomes(run_id, number, outcomes, started=begin, ended=end)
         failed_here = sum(1 for o in outcomes if o.counts_as_failure)
+        threshold = policy.rollout.error_threshold
+        crossed_before = rules.threshold_crossed(failures, attempted, threshold)
         failures += failed_here
         attempted += len(names)
+        crossed = rules.threshold_crossed(failures, attempted, threshold)
         patched += sum(1 for o in outcomes if o.status == "patched")
-        not_patched += sum(1 for o in outcomes if o.status == "not-patched")
+        alone = [o for o in outcomes if o.status != "patched" and not o.counts_as_failure]
+        not_patched += len(alone)
+        left_alone += [f"{o.host} ({o.status} in {o.failed_phase or 'precheck'})" for o in alone]
         ledger.record_batch(
             run_id,
             number,
@@ -172,20 +188,99 @@ def execute(
             # phase without a result, which resume (and rollback) will check on the host.
             status, reason = "interrupted", f"stopped by the operator during batch {number}"
             continue
-        threshold = policy.rollout.error_threshold
-        if (
-            rules.threshold_crossed(failures, attempted, threshold)
-            and policy.failure_handling.on_threshold == "halt"
-        ):
+        chosen = rollback.scope(
+            policy.failure_handling.rollback,
+            outcomes,
+            threshold_crossed=crossed and not crossed_before,
+        )
+        targets = rollback.from_outcomes(number, chosen)
+        if targets:
+            if on_batch is not None:
+                on_batch(number, "rolling back")
+            roll_back(
+                targets, policy, hosts, inventory, ledger, run_id,
+                clock=clock, who=f"patchkit run ({holder})", on_task=on_task, cancel=cancel,
+                mitogen=mitogen,
+            )  # fmt: skip
+            if on_batch is not None:
+                on_batch(number, "failed")
+        if crossed and policy.failure_handling.on_threshold == "halt":
             status = "halted"
             reason = f"{failures} failed host(s) reached the error threshold {threshold}"
     if status == "completed" and failures:
         status, reason = "failed", f"{failures} host(s) failed"
+        if left_alone:
+            reason += f"; {len(left_alone)} left unpatched: {', '.join(left_alone)}"
+    elif status == "completed" and left_alone:
+        status = "incomplete"
+        reason = f"{len(left_alone)} host(s) left unpatched: {', '.join(left_alone)}"
     ledger.finish_run(run_id, status=status, reason=reason, at=clock())
     return RunSummary(run_id, status, reason, patched, failures, not_patched)
 
 
-def _settings(policy: Policy) -> dict[str, Any]:
+def roll_back(
+    targets: Sequence[rollback.Target],
+    policy: Policy,
+    hosts: Sequence[Host],
+    inventory: Path,
+    ledger: Ledger,
+    run_id: str,
+    *,
+    clock: Clock,
+    who: str,
+    on_task: Callable[[TaskResult], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    mitogen: bool = False,
+) -> list[rollback.Result]:
+    """Put ``targets`` back to their snapshots (one playbook run), verify, record each host."""
+    if not targets:
+        return []
+    begin = clock()
+    checks = checks_by_host(policy, hosts)
+    extravars = phase_settings(policy) | {
+        "patchkit_rollback_by_host": {t.host: t.extravars() for t in targets},
+        "patchkit_checks_by_host": {t.host: checks.get(t.host, []) for t in targets},
+    }
+    result = run_playbook(
+        content.playbook("rollback.yml"),
+        inventory,
+        limit=",".join(t.host for t in targets),
+        extravars=extravars,
+        forks=max(1, len(targets)),
+        timeout=_job_timeout(policy),
+        on_task=on_task,
+        cancel=cancel,
+        mitogen=mitogen,
+    )
+    end = clock()
+    results = [rollback.result(t, result.tasks) for t in targets]
+    for res in results:
+        ledger.record_rollback(run_id, res, started=begin, ended=end, who=who)
+    return results
+
+
+def batch_extravars(
+    batch: Mapping[str, Any],
+    run_id: str,
+    settings: Mapping[str, Any],
+    checks: Mapping[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The extra vars of playbooks/patch.yml for one batch of a plan (docs/playbook-contract.md)."""
+    names = [h["host"] for h in batch["hosts"]]
+    return dict(settings) | {
+        "patchkit_run_id": run_id,
+        "patchkit_batch": batch["number"],
+        "patchkit_updates_by_host": {
+            h["host"]: [
+                {"package": u["package"], "candidate": u["candidate"]} for u in h["updates"]
+            ]
+            for h in batch["hosts"]
+        },
+        "patchkit_checks_by_host": {n: checks[n] for n in names if n in checks},
+    }
+
+
+def phase_settings(policy: Policy) -> dict[str, Any]:
     prep = policy.preparation
     return {
         "patchkit_snapshot_backend": prep.snapshot.backend,

@@ -68,6 +68,7 @@ def inventory(config: LabConfig, indices: Iterable[int]) -> dict[str, Any]:
                         ),
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "patchkit_lab_name": config.name,
+                        "patchkit_lab_subnet": str(config.subnet),
                     },
                 }
             }

@@ -243,17 +243,37 @@ def delete_snapshot(config: LabConfig, index: int, name: str) -> None:
 
 
 def restore(config: LabConfig, index: int, name: str) -> None:
-    """Power off, swap the disk for a writable copy of the snapshot, power on, wait for SSH."""
-    source = config.snapshot_dir(index, check_snapshot_name(name))
-    if not source.exists():
-        raise LabUsageError(
-            f"{config.host_name(index)} has no snapshot {name!r}",
-            hint="'patchkit lab snapshots' lists the snapshots there are",
-        )
-    was_running = running(config, index)
-    stop(config, index)
-    image.delete_subvolume(config.host_dir(index), config.pool_dir)
-    image.snapshot(source, config.host_dir(index), readonly=False)
-    if was_running:
+    """Power off, swap the disk for a writable copy of the snapshot, power on, wait for SSH.
+
+    A host that was off (it never came back from a reboot) is booted too: like a hypervisor's
+    revert, the restore brings back a running machine.
+    """
+    restore_many(config, [index], name, power_on=True)
+
+
+def restore_many(
+    config: LabConfig, indices: Iterable[int], name: str, *, power_on: bool = False
+) -> None:
+    """Restore several hosts to their snapshot ``name`` side by side.
+
+    All are powered off first (in parallel), their disks swapped, then powered on together with
+    one wait for SSH: restoring a batch costs about one host's boot, not one per host. Hosts
+    that were off stay off unless ``power_on``.
+    """
+    wanted = sorted(set(indices))
+    for index in wanted:
+        if not config.snapshot_dir(index, check_snapshot_name(name)).exists():
+            raise LabUsageError(
+                f"{config.host_name(index)} has no snapshot {name!r}",
+                hint="'patchkit lab snapshots' lists the snapshots there are",
+            )
+    was_running = [i for i in wanted if power_on or running(config, i)]
+    if wanted:
+        with ThreadPoolExecutor(max_workers=min(16, len(wanted))) as pool:
+            list(pool.map(lambda i: stop(config, i), wanted))
+    for index in wanted:
+        image.delete_subvolume(config.host_dir(index), config.pool_dir)
+        image.snapshot(config.snapshot_dir(index, name), config.host_dir(index), readonly=False)
+    for index in was_running:
         start(config, index)
-        wait_ssh(config, [index])
+    wait_ssh(config, was_running)

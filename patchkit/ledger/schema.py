@@ -17,9 +17,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
-SCHEMA_VERSION = 1
+# Bump with a step in migrations.py whenever an existing table changes.
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -86,6 +88,8 @@ approvals = Table(
     Column("approved_by", String(255), nullable=False),
     Column("approved_at", DateTime(timezone=True), nullable=False),
     Column("comment", Text, nullable=False),
+    # downtime approval: the approver also approved the reboots the policy wants approved
+    Column("reboots", Boolean, nullable=False, server_default=false()),
 )
 
 runs = Table(

@@ -10,11 +10,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from patchkit.errors import LedgerError
+from patchkit.ledger import migrations
 from patchkit.ledger import schema as t
 from patchkit.model import Finding, PendingUpdate
 
@@ -63,20 +74,44 @@ class Ledger:
         self.url = shown_url(given)  # for messages, which must never show a password
         try:
             self.engine = self._connect(given)
-            t.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
-                stored = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema"))
-                version = stored.scalar_one_or_none()
-                if version is None:
-                    conn.execute(insert(t.meta).values(key="schema", value=str(t.SCHEMA_VERSION)))
-                elif int(version) > t.SCHEMA_VERSION:
-                    raise LedgerError(
-                        f"ledger {self.url} has schema {version}, newer than this patchkit's "
-                        f"{t.SCHEMA_VERSION}",
-                        hint="upgrade patchkit",
-                    )
+                self._bring_up_to_date(conn)
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is no number
             raise self._error("cannot open", exc) from None
+
+    def _bring_up_to_date(self, conn: Connection) -> None:
+        """Create a new ledger, or migrate an older one, in the caller's transaction."""
+        version: str | None = None
+        if inspect(conn).has_table(t.meta.name):
+            stored = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema"))
+            version = stored.scalar_one_or_none()
+        if version is None:
+            t.metadata.create_all(conn)
+            conn.execute(insert(t.meta).values(key="schema", value=str(t.SCHEMA_VERSION)))
+            return
+        current = int(version)
+        if current > t.SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {self.url} has schema {current}, newer than this patchkit's "
+                f"{t.SCHEMA_VERSION}",
+                hint="upgrade patchkit (every controller sharing a ledger needs the same version)",
+            )
+        for target, step in migrations.pending(current, t.SCHEMA_VERSION):
+            try:
+                step(conn)
+            except SQLAlchemyError as exc:
+                detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+                raise LedgerError(
+                    f"cannot migrate the ledger {self.url} from schema {target - 1} to "
+                    f"{target}: {detail}",
+                    hint="nothing was changed (the migration is one transaction); check the "
+                    "database user's rights to alter tables",
+                ) from None
+        t.metadata.create_all(conn)  # tables that are new in this version
+        if current != t.SCHEMA_VERSION:
+            conn.execute(
+                update(t.meta).where(t.meta.c.key == "schema").values(value=str(t.SCHEMA_VERSION))
+            )
 
     @staticmethod
     def _connect(url: str) -> Engine:
@@ -87,11 +122,18 @@ class Ledger:
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                # The driver's own transaction handling commits DDL on its own; let SQLAlchemy
+                # say BEGIN itself (below) so that a migration is one transaction here too.
+                dbapi_conn.isolation_level = None
                 cursor = dbapi_conn.cursor()
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
                 cursor.execute("PRAGMA busy_timeout=10000")
                 cursor.close()
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN")
 
         return engine
 
@@ -255,7 +297,14 @@ class Ledger:
     # ------------------------------------------------------------ approvals and runs
 
     def approve(
-        self, plan_id: str, plan_hash: str, *, by: str, at: datetime, comment: str = ""
+        self,
+        plan_id: str,
+        plan_hash: str,
+        *,
+        by: str,
+        at: datetime,
+        comment: str = "",
+        reboots: bool = False,
     ) -> None:
         with self._tx("cannot write to") as conn:
             conn.execute(
@@ -265,11 +314,15 @@ class Ledger:
                     approved_by=by,
                     approved_at=_utc(at),
                     comment=comment,
+                    reboots=reboots,
                 )
             )
             conn.execute(
                 insert(t.audit).values(
-                    at=_utc(at), who=by, action="approve", detail=f"{plan_id} {plan_hash}"
+                    at=_utc(at),
+                    who=by,
+                    action="approve",
+                    detail=f"{plan_id} {plan_hash}" + (" with reboots" if reboots else ""),
                 )
             )
 
@@ -282,6 +335,7 @@ class Ledger:
                     "at": _aware(r.approved_at),
                     "hash": r.plan_hash,
                     "comment": r.comment,
+                    "reboots": bool(r.reboots),
                 }
                 for r in conn.execute(query.order_by(t.approvals.c.id))
             ]
@@ -392,6 +446,51 @@ class Ledger:
                         )
                     )
             conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(heartbeat=_utc(ended)))
+
+    def record_rollback(
+        self, run_id: str, result: Any, *, started: datetime, ended: datetime, who: str
+    ) -> None:
+        """A host's rollback (an ``execution.rollback.Result``): its ``rollback`` phase row.
+
+        A pending row left by the run is completed; otherwise (a rollback asked for by hand, or
+        a retry after a failed one) a new row is added. One transaction, with an audit entry.
+        """
+        status = {"rolled-back": "ok"}.get(result.status, result.status)
+        values = {
+            "status": status,
+            "message": result.message,
+            "started": _utc(started),
+            "ended": _utc(ended),
+            "data": json.dumps(
+                result.data | {"seconds": sum(p.seconds for p in result.phases)}, default=str
+            ),
+        }
+        rows = t.host_phases.c
+        with self._tx("cannot write to") as conn:
+            done = conn.execute(
+                update(t.host_phases)
+                .where(rows.run_id == run_id, rows.host == result.host)
+                .where(rows.phase == "rollback", rows.status == "pending")
+                .values(**values)
+            )
+            if not done.rowcount:
+                conn.execute(
+                    insert(t.host_phases).values(
+                        run_id=run_id,
+                        batch=result.batch,
+                        host=result.host,
+                        phase="rollback",
+                        **values,
+                    )
+                )
+            conn.execute(
+                insert(t.audit).values(
+                    at=_utc(ended),
+                    who=who,
+                    action="rollback",
+                    detail=f"{run_id} {result.host}: {result.status}: {result.message}",
+                )
+            )
 
     def finish_run(self, run_id: str, *, status: str, reason: str, at: datetime) -> None:
         with self._tx("cannot write to") as conn:

@@ -7,6 +7,7 @@ lab someone brought up by hand for the demo. Set PATCHKIT_TEST_KEEP_LAB=1 to kee
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -21,7 +22,9 @@ from patchkit.lab.check import HostCheck, check
 from patchkit.lab.config import LabConfig
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
-TEST_HOSTS = 3
+# Six hosts: dev (the canary), staging, and a prod web pair and db pair, so that a window has
+# three batches under anti-affinity (see patchkit/lab/fleet.py).
+TEST_HOSTS = 6
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,7 +66,8 @@ def pristine(lab_config: LabConfig, lab: Path) -> Iterator[None]:
     finally:
         for index in indices:
             hosts.clear_faults(lab_config, index)
-            hosts.restore(lab_config, index, name)
+        hosts.restore_many(lab_config, indices, name, power_on=True)
+        for index in indices:
             hosts.delete_snapshot(lab_config, index, name)
 
 
@@ -85,6 +89,17 @@ def on_host(config: LabConfig, index: int, command: str) -> str:
     )
     assert done.returncode == 0, f"{command!r} on host{index}: {done.stderr}"
     return done.stdout.strip()
+
+
+def http_status(config: LabConfig, index: int, url: str = "http://127.0.0.1:8081/health") -> int:
+    """The HTTP status ``url`` answers with, asked on the lab host itself (its Python; no curl)."""
+    script = (
+        "import urllib.request as r, urllib.error as e\n"
+        f"try:\n    print(r.urlopen({url!r}, timeout=5).status)\n"
+        "except e.HTTPError as x:\n    print(x.code)\n"
+        "except OSError:\n    print(0)\n"
+    )
+    return int(on_host(config, index, f"python3 -c {shlex.quote(script)}"))
 
 
 def patchkit_cli(

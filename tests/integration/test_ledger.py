@@ -102,7 +102,7 @@ def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
     ledger.save_plan(body, saved_at=T0)
     ledger.approve("plan-abc", "abc" * 10, by="cab", at=T0, comment="ok")
     assert ledger.approvals("plan-abc") == [
-        {"by": "cab", "at": T0, "hash": "abc" * 10, "comment": "ok"}
+        {"by": "cab", "at": T0, "hash": "abc" * 10, "comment": "ok", "reboots": False}
     ]
     end = T0 + timedelta(hours=1)
     ledger.start_run("run-1", "plan-abc", "abc" * 10, at=T0, holder="ctl:1")

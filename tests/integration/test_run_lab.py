@@ -1,4 +1,8 @@
-"""Integration: approve and run a plan on the lab; check the hosts and the ledger."""
+"""Integration: approve and run a plan on the lab; check the hosts and the ledger.
+
+Every test runs twice: with the ledger in a SQLite file and in a database on a real PostgreSQL
+server (see ``postgres.py``), the same code either way.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,21 +21,42 @@ from patchkit.lab import hosts, lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
 
-from .conftest import patchkit_cli, states
+from .conftest import TEST_HOSTS, http_status, patchkit_cli, states
+
+if TYPE_CHECKING:
+    from .postgres import PostgresServer
+
+pytest_plugins = ["tests.integration.postgres"]
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = str(ROOT / "policies" / "lab.yml")
+NAMES = [f"host{i}" for i in range(1, TEST_HOSTS + 1)]
 
 
-@pytest.fixture
-def env(tmp_path: Path, lab_config: LabConfig) -> Iterator[dict[str, str]]:
-    yield {
-        "PATCHKIT_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
-        "PATCHKIT_LAB_ROOT": str(lab_config.root),
-    }
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(
+    request: pytest.FixtureRequest, tmp_path: Path, lab_config: LabConfig
+) -> Iterator[dict[str, str]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.url(request.getfixturevalue("postgres_database"))
+    yield {"PATCHKIT_LEDGER": url, "PATCHKIT_LAB_ROOT": str(lab_config.root)}
     for snap in hosts.snapshots(lab_config):  # runs take lab snapshots; release them
         if snap.name.startswith("run-"):
             hosts.delete_snapshot(lab_config, lab_config.parse_host(snap.host), snap.name)
+
+
+def variant(tmp_path: Path, *changes: tuple[str, str]) -> str:
+    """A copy of the lab policy with some settings changed (each old text must be there)."""
+    text = Path(POLICY).read_text()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "policy.yml"
+    path.write_text(text)
+    return str(path)
 
 
 def planned_id(lab: Path, env: dict[str, str], policy: str = POLICY) -> str:
@@ -39,6 +65,17 @@ def planned_id(lab: Path, env: dict[str, str], policy: str = POLICY) -> str:
     done = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
     assert done.returncode == 0, done.stderr
     return str(json.loads(done.stdout)["id"])
+
+
+def said(done: subprocess.CompletedProcess[str]) -> str:
+    """stderr with whitespace squeezed (messages wrap at the terminal width)."""
+    return " ".join(done.stderr.split())
+
+
+def approve(plan_id: str, env: dict[str, str]) -> None:
+    """Approve the change and its downtime (lab.yml wants reboots in prod approved)."""
+    done = patchkit_cli("approve", plan_id, "--by", "demo-operator", "--reboots", env=env)
+    assert done.returncode == 0, done.stderr
 
 
 def run(lab: Path, env: dict[str, str], plan_id: str, policy: str = POLICY) -> int:
@@ -56,7 +93,12 @@ def test_unapproved_or_changed_plans_are_refused(
     assert done.returncode == 3 and "not approved" in done.stderr
     wrong = patchkit_cli("approve", plan_id, "--by", "mallory", env=env)
     assert wrong.returncode == 3 and "may not approve" in wrong.stderr
-    assert patchkit_cli("approve", plan_id, "--by", "demo-operator", env=env).returncode == 0
+    change_only = patchkit_cli("approve", plan_id, "--by", "demo-operator", env=env)
+    assert change_only.returncode == 0 and "need approval too" in said(change_only)
+    done = patchkit_cli("run", plan_id, "-p", POLICY, "-i", str(lab), env=env)
+    assert done.returncode == 3 and "no approval of it includes the reboots" in said(done)
+    assert "host3" in done.stderr and "--reboots" in done.stderr
+    approve(plan_id, env)
     changed = tmp_path / "changed.yml"
     changed.write_text(Path(POLICY).read_text().replace("retries: 0", "retries: 1"))
     done = patchkit_cli("run", plan_id, "-p", str(changed), "-i", str(lab), env=env)
@@ -65,40 +107,45 @@ def test_unapproved_or_changed_plans_are_refused(
 
 
 def test_breaking_update_halts_the_window_after_the_canary(
-    lab: Path, env: dict[str, str], pristine: None
+    lab_config: LabConfig, lab: Path, env: dict[str, str], pristine: None
 ) -> None:
     plan_id = planned_id(lab, env)
-    assert patchkit_cli("approve", plan_id, "--by", "demo-operator", env=env).returncode == 0
+    approve(plan_id, env)
     assert run(lab, env, plan_id) == 1
     record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
     assert record is not None and record["status"] == "halted"
-    assert [(b["number"], b["status"]) for b in record["batches"]] == [
-        (1, "failed"),
-        (2, "not-started"),
-    ]
+    statuses = [(b["number"], b["status"]) for b in record["batches"]]
+    assert statuses[0] == (1, "failed") and len(statuses) > 1
+    assert all(status == "not-started" for _, status in statuses[1:])
     verify = [p for p in record["phases"] if p["phase"] == "verify"]
     assert [(p["host"], p["status"]) for p in verify] == [("host1", "failed")]
     assert "demo-svc-check" in verify[0]["message"] or "health" in verify[0]["message"]
+    # rollback scope host: the failed canary was put back to its lab snapshot and verified
     rollback = [p for p in record["phases"] if p["phase"] == "rollback"]
-    assert [(p["host"], p["status"]) for p in rollback] == [("host1", "pending")]
+    assert [(p["host"], p["status"]) for p in rollback] == [("host1", "ok")]
     after = states(lab)
-    assert after["host1"].packages["demo-svc"] == "1.1"
-    for untouched in ("host2", "host3"):  # checked on the hosts, not only in the ledger
+    assert after["host1"].packages["demo-svc"] == "1.0"
+    assert http_status(lab_config, 1) == 200  # the service answers again
+    for untouched in NAMES[1:]:  # checked on the hosts, not only in the ledger
         assert set(after[untouched].packages.values()) == {"1.0"}
 
 
 def test_a_clean_window_patches_reboots_and_records_every_host(
-    lab_config: LabConfig, lab: Path, env: dict[str, str], pristine: None
+    lab_config: LabConfig, lab: Path, env: dict[str, str], tmp_path: Path, pristine: None
 ) -> None:
+    # Batches of up to 3 under anti-affinity: canary host1, then host3+host5+host2, then
+    # host4+host6 (web and db pairs are split).
+    policy = variant(tmp_path, ("batch_size: 2", "batch_size: 3"))
     boots = {n: r.boot_id for n, r in states(lab).items()}
     lifecycle.set_updates(lab_config, "demo-svc", publish=False)
     try:
-        plan_id = planned_id(lab, env)
-        assert patchkit_cli("approve", plan_id, "--by", "demo-operator", env=env).returncode == 0
-        assert run(lab, env, plan_id) == 0
+        plan_id = planned_id(lab, env, policy)
+        approve(plan_id, env)
+        assert run(lab, env, plan_id, policy) == 0
     finally:
         lifecycle.set_updates(lab_config, "demo-svc", publish=True)
     after = states(lab)
+    assert sorted(after) == NAMES
     for name, row in after.items():
         assert row.packages == {
             "demo-app": "1.1", "demo-kernel": "1.1", "demo-lib": "1.1", "demo-svc": "1.0"
@@ -106,7 +153,15 @@ def test_a_clean_window_patches_reboots_and_records_every_host(
         assert row.boot_id != boots[name]  # the "kernel" changed: rebooted
     record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
     assert record is not None and record["status"] == "completed"
-    assert all(b["status"] == "completed" for b in record["batches"])
+    assert [(b["number"], b["status"], b["hosts"]) for b in record["batches"]] == [
+        (1, "completed", 1), (2, "completed", 3), (3, "completed", 2)
+    ]  # fmt: skip
+    by_batch = {(p["batch"], p["host"]) for p in record["phases"]}
+    assert {h for b, h in by_batch if b == 2} == {"host2", "host3", "host5"}
+    phases = {(p["host"], p["phase"]): p["status"] for p in record["phases"]}
+    for name in NAMES:
+        for phase in ("precheck", "snapshot", "patch", "reboot", "verify"):
+            assert phases[(name, phase)] == "ok", (name, phase)
     changes = {(c["host"], c["package"]): (c["before"], c["after"]) for c in record["changes"]}
     assert changes[("host2", "demo-kernel")] == ("1.0", "1.1")
     assert len(changes) == 3 * len(after)
@@ -115,11 +170,58 @@ def test_a_clean_window_patches_reboots_and_records_every_host(
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == record["id"]
 
 
+def test_unreachable_and_lost_hosts_are_recorded_with_their_phase(
+    lab_config: LabConfig, lab: Path, env: dict[str, str], tmp_path: Path, pristine: None
+) -> None:
+    policy = variant(
+        tmp_path,
+        ("batch_size: 2", "batch_size: 3"),
+        ("error_threshold: 1", "error_threshold: 3"),  # let the window go on past the faults
+        ("reboot_timeout: 2m", "reboot_timeout: 30s"),
+    )
+    lifecycle.set_updates(lab_config, "demo-svc", publish=False)
+    try:
+        plan_id = planned_id(lab, env, policy)  # assessed while every host answers
+        approve(plan_id, env)
+        hosts.set_network(lab_config, 3, up=False)  # batch 2: cut off before its precheck
+        hosts.set_no_boot(lab_config, 4)  # batch 3: never comes back from its reboot
+        assert run(lab, env, plan_id, policy) == 1
+    finally:
+        lifecycle.set_updates(lab_config, "demo-svc", publish=True)
+        hosts.set_network(lab_config, 3, up=True)
+    record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
+    assert record is not None
+    assert record["status"] == "failed", record["reason"]
+    phases = {(p["host"], p["phase"]): p for p in record["phases"]}
+    cut = phases[("host3", "precheck")]
+    assert cut["status"] == "unreachable" and cut["message"]
+    assert {p["status"] for (h, ph), p in phases.items() if h == "host3" and ph != "precheck"} == {
+        "not-run"
+    }
+    lost = phases[("host4", "reboot")]
+    assert lost["status"] in ("failed", "unreachable") and lost["message"]
+    assert phases[("host4", "verify")]["status"] == "not-run"
+    assert phases[("host4", "patch")]["status"] == "ok"
+    # changed and then lost: rolled back (rollback scope host) by reverting its lab snapshot,
+    # which brings the machine back; host3 was never changed, so it is not rolled back
+    rollbacks = [p for p in record["phases"] if p["phase"] == "rollback"]
+    assert [(p["host"], p["status"]) for p in rollbacks] == [("host4", "ok")]
+    assert "lab snapshot" in rollbacks[0]["message"]
+    # a batch fails on hosts that were changed and then failed; host3 was left as it was
+    assert [b["status"] for b in record["batches"]] == ["completed", "completed", "failed"]
+    assert "host3 (unreachable in precheck)" in record["reason"]
+    after = states(lab, "host2,host3,host4,host5,host6")  # checked on the hosts
+    for name in ("host3", "host4"):
+        assert set(after[name].packages.values()) == {"1.0"}, name
+    for name in ("host2", "host5", "host6"):
+        assert after[name].packages["demo-kernel"] == "1.1"
+
+
 def test_ctrl_c_stops_cleanly_and_records_what_is_known(
     lab: Path, env: dict[str, str], pristine: None
 ) -> None:
     plan_id = planned_id(lab, env)
-    assert patchkit_cli("approve", plan_id, "--by", "demo-operator", env=env).returncode == 0
+    approve(plan_id, env)
     argv = [sys.executable, "-m", "patchkit", "run", plan_id, "-p", POLICY, "-i", str(lab)]
     proc = subprocess.Popen(
         [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -85,6 +85,15 @@ def test_unreachable_from_the_start() -> None:
     assert not out.counts_as_failure  # nothing was changed
 
 
+def test_precheck_that_could_not_reach_the_host_is_unreachable() -> None:
+    # the precheck role catches the unreachable host itself and reports reachable: false
+    precheck = result("h1", "precheck", "failed", message="unreachable: timed out", reachable=False)
+    out = host_outcome("h1", [precheck])
+    assert out.phases[0].status == "unreachable" and out.phases[0].message.startswith("unreach")
+    assert out.status == "unreachable" and out.failed_phase == "precheck"
+    assert not out.counts_as_failure
+
+
 def test_refused_settings_fail_before_any_phase() -> None:
     tasks = [task("h1", "failed", "value of patchkit_reboot_policy must be one of")]
     out = host_outcome("h1", tasks)

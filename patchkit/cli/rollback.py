@@ -1,0 +1,144 @@
+"""``patchkit rollback``: put the hosts of a run back to their snapshots, from the ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from patchkit import policy as policy_lib
+from patchkit.cli.consoles import console, err_console
+from patchkit.cli.planning import load_inventory, optional_policy
+from patchkit.errors import ExitCode, PlanningError
+from patchkit.execution import rollback as rb
+from patchkit.execution import window
+from patchkit.execution.runner import TaskResult
+from patchkit.ledger import Ledger
+
+
+@click.command("rollback")
+@click.argument("run_id")
+@click.option("--batch", type=int, help="Only the hosts of this batch.")
+@click.option("--host", "only_hosts", multiple=True, help="Only this host (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show what would be restored; touch nothing.")
+@optional_policy
+@click.option(
+    "-i",
+    "--inventory",
+    "inventory_path",
+    envvar="PATCHKIT_INVENTORY",
+    type=click.Path(path_type=Path),
+    help="Ansible inventory to reach the hosts (not needed with --dry-run).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def rollback(
+    ctx: click.Context,
+    run_id: str,
+    batch: int | None,
+    only_hosts: tuple[str, ...],
+    dry_run: bool,
+    policy_path: Path | None,
+    inventory_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Put the hosts RUN_ID changed back to the snapshots it took, then reboot and verify.
+
+    Which hosts, which snapshot and which package versions come from the ledger alone: every
+    host the run changed, or those of --batch / --host. The package backend downgrades exactly
+    what the run changed, from the .deb files its snapshot kept on the host, and removes what it
+    installed; the lab backend restores the btrfs snapshot. A host already rolled back, or never
+    changed, is left alone with the reason. Exit 0 when every selected host is back (or there
+    was nothing to do), 1 when one could not be rolled back.
+    """
+    ledger = Ledger(ctx.obj.get("ledger") if ctx.obj else None)
+    record = ledger.run_record(run_id)
+    if record is None:
+        raise PlanningError(f"no run {run_id} in {ledger.url}", hint="patchkit status lists runs")
+    if batch is not None and batch not in {b["number"] for b in record["batches"]}:
+        raise PlanningError(f"run {run_id} has no batch {batch}")
+    targets, skipped = rb.from_record(record, batch=batch, hosts=only_hosts)
+    if dry_run or not targets:
+        _show_plan(run_id, targets, skipped, as_json, dry_run)
+        return
+    if policy_path is None or inventory_path is None:
+        raise click.UsageError("rollback needs --policy and --inventory (or use --dry-run)")
+    loaded = policy_lib.load(policy_path)
+    hosts = load_inventory(inventory_path)
+    known = {h.name for h in hosts}
+    missing = [t.host for t in targets if t.host not in known]
+    if missing:
+        raise PlanningError(
+            f"not in inventory {inventory_path}: {', '.join(missing)}",
+            hint="use the inventory the run used",
+        )
+    for skip in skipped:
+        err_console.print(f"{skip.host}: left alone: {skip.reason}", highlight=False)
+
+    def on_task(task: TaskResult) -> None:
+        if task.task.startswith("patchkit ") and task.task.endswith(" result"):
+            err_console.print(f"{task.host}: {task.task.split()[1]} {task.status}")
+
+    with err_console.status(f"rolling back {len(targets)} host(s) of {run_id}…"):
+        results = window.roll_back(
+            targets,
+            loaded,
+            hosts,
+            inventory_path,
+            ledger,
+            run_id,
+            clock=lambda: datetime.now(UTC),
+            who=f"patchkit rollback ({socket.gethostname()}:{os.getpid()})",
+            on_task=on_task,
+        )
+    rows = [
+        {"host": r.host, "batch": r.batch, "status": r.status, "message": r.message}
+        for r in results
+    ]
+    if as_json:
+        out = {"run": run_id, "results": rows, "skipped": [s.__dict__ for s in skipped]}
+        click.echo(json.dumps(out, indent=2))
+    else:
+        table = Table(title=f"rollback of {run_id}")
+        for column in ("host", "batch", "status", "message"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(str(row[k]) for k in ("host", "batch", "status", "message")))
+        console.print(table)
+    if any(r.status != "rolled-back" for r in results):
+        sys.exit(ExitCode.FAILURES)
+
+
+def _show_plan(
+    run_id: str, targets: list[rb.Target], skipped: list[rb.Skipped], as_json: bool, dry: bool
+) -> None:
+    if as_json:
+        out: dict[str, Any] = {
+            "run": run_id,
+            "dry_run": dry,
+            "targets": [{"host": t.host, "batch": t.batch} | t.extravars() for t in targets],
+            "skipped": [{"host": s.host, "reason": s.reason} for s in skipped],
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
+    if targets:
+        table = Table(
+            title=f"rollback of {run_id}" + (" (dry run: nothing touched)" if dry else "")
+        )
+        for column in ("host", "batch", "backend", "snapshot", "would restore"):
+            table.add_column(column, overflow="fold")
+        for t in targets:
+            undo = ", ".join(c.undo() for c in t.changes)
+            table.add_row(t.host, str(t.batch), t.backend, t.snapshot_id, undo)
+        console.print(table)
+    for skip in skipped:
+        err_console.print(f"{skip.host}: left alone: {skip.reason}", highlight=False)
+    if not targets:
+        err_console.print(f"nothing to roll back in {run_id}")

@@ -1,0 +1,33 @@
+"""Ledger schema versions and the steps between them.
+
+The ``meta`` row ``schema`` holds the version a ledger is at. Opening an older ledger runs every
+step from its version up to ``SCHEMA_VERSION`` in one transaction (DDL is transactional on both
+PostgreSQL and SQLite): a step that fails leaves the ledger exactly at its old version. A ledger
+newer than this patchkit is refused rather than guessed at.
+
+Adding a version: append a step below that changes existing tables (new tables are created by
+``metadata.create_all`` after the steps), bump ``schema.SCHEMA_VERSION``, and test the step on a
+ledger at the previous version (``tests/integration/test_ledger_migrations.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+
+def _v2_reboot_approval(conn: Connection) -> None:
+    # Approvals of version 1 did not say whether downtime (reboots) was approved: they did not.
+    conn.execute(text("ALTER TABLE approvals ADD COLUMN reboots BOOLEAN DEFAULT FALSE NOT NULL"))
+
+
+# version -> the step that takes a ledger from the version before to it
+STEPS: dict[int, Callable[[Connection], None]] = {
+    2: _v2_reboot_approval,
+}
+
+
+def pending(current: int, target: int) -> list[tuple[int, Callable[[Connection], None]]]:
+    """The steps to run, in order, to take a ledger at ``current`` to ``target``."""
+    return [(version, STEPS[version]) for version in range(current + 1, target + 1)]

@@ -1,0 +1,105 @@
+"""Integration: older ledgers are migrated on open, atomically, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import Connection, create_engine, inspect, text
+
+from patchkit.errors import LedgerError
+from patchkit.ledger import Ledger, migrations
+from patchkit.ledger import schema as t
+
+if TYPE_CHECKING:
+    from .postgres import PostgresServer
+
+pytest_plugins = ["tests.integration.postgres"]
+
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.sqlite'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.url(request.getfixturevalue("postgres_database"))
+
+
+def version_1_ledger(url: str) -> None:
+    """A ledger as patchkit with schema 1 left it: approvals without the reboots column."""
+    Ledger(url)  # today's schema, then taken back to version 1
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO plans (id, hash, policy, "window", window_start, made_at, saved_at,'
+                " body) VALUES ('plan-1', 'h1', 'lab', 'hourly', :at, :at, :at, '{}')"
+            ),
+            {"at": T0},
+        )
+        conn.execute(text("ALTER TABLE approvals DROP COLUMN reboots"))
+        conn.execute(
+            text(
+                "INSERT INTO approvals (plan_id, plan_hash, approved_by, approved_at, comment)"
+                " VALUES ('plan-1', 'h1', 'alice', :at, 'CHG-1')"
+            ),
+            {"at": T0},
+        )
+        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema'"))
+    engine.dispose()
+
+
+def schema_of(url: str) -> tuple[str, set[str]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT value FROM meta WHERE key = 'schema'")).scalar_one()
+        columns = {c["name"] for c in inspect(conn).get_columns("approvals")}
+    engine.dispose()
+    return str(version), columns
+
+
+def test_a_version_1_ledger_is_migrated_and_keeps_its_records(ledger_url: str) -> None:
+    version_1_ledger(ledger_url)
+    assert schema_of(ledger_url) == ("1", {c.name for c in t.approvals.columns} - {"reboots"})
+    ledger = Ledger(ledger_url)  # opening migrates
+    assert schema_of(ledger_url) == (str(t.SCHEMA_VERSION), {c.name for c in t.approvals.columns})
+    (old,) = ledger.approvals("plan-1")
+    assert (old["by"], old["comment"], old["reboots"]) == ("alice", "CHG-1", False)
+    ledger.approve("plan-1", "h1", by="bob", at=T0, reboots=True)
+    assert [a["reboots"] for a in ledger.approvals("plan-1")] == [False, True]
+    Ledger(ledger_url)  # opening an up-to-date ledger again changes nothing
+    assert schema_of(ledger_url)[0] == str(t.SCHEMA_VERSION)
+
+
+def test_a_failing_migration_leaves_the_ledger_as_it_was(
+    ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version_1_ledger(ledger_url)
+    before = schema_of(ledger_url)
+    real_step = migrations.STEPS[2]
+
+    def half_done(conn: Connection) -> None:
+        real_step(conn)  # the real step runs...
+        conn.execute(text("ALTER TABLE no_such_table ADD COLUMN x INTEGER"))  # ...then one fails
+
+    monkeypatch.setitem(migrations.STEPS, 2, half_done)
+    with pytest.raises(LedgerError) as caught:
+        Ledger(ledger_url)
+    assert "cannot migrate the ledger" in str(caught.value)
+    assert "from schema 1 to 2" in str(caught.value)
+    assert "nothing was changed" in (caught.value.hint or "")
+    assert schema_of(ledger_url) == before  # the column the first half added is gone too
+
+
+def test_a_ledger_newer_than_patchkit_is_refused(ledger_url: str) -> None:
+    Ledger(ledger_url)
+    engine = create_engine(ledger_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'schema'"))
+    engine.dispose()
+    with pytest.raises(LedgerError, match="has schema 99, newer than this patchkit's"):
+        Ledger(ledger_url)
