@@ -49,6 +49,7 @@ demo: install
 	    | $(BIN)/python -c 'import json, sys; print(json.load(sys.stdin)["id"])') && \
 	  $(PK) approve $$plan --by demo-operator --reboots --comment "make demo" && \
 	  $(PK) run $$plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
+	$(PK) status
 	$(PK) lab check
 	@echo "plan preview: .patchkit/plan.html; ledger: .patchkit/ledger.sqlite (patchkit status)"
 

@@ -16,8 +16,8 @@ from patchkit.errors import ExitCode, PatchkitError
 from .lab import lab
 from .planning import assess, plan, scope
 from .policy import policy
-from .rollback import rollback
-from .window import approve, run, status
+from .rollback import release, rollback
+from .window import approve, resume, run, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +47,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> No
 
 cli.add_command(lab)
 cli.add_command(policy)
-for command in (scope, assess, plan, approve, run, status, rollback):
+for command in (scope, assess, plan, approve, run, resume, status, rollback, release):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""``patchkit rollback``: put the hosts of a run back to their snapshots, from the ledger."""
+"""``patchkit rollback`` and ``release``: snapshots after a run, from the ledger."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ from rich.table import Table
 
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console
-from patchkit.cli.planning import load_inventory, optional_policy
+from patchkit.cli.planning import (
+    inventory_option,
+    load_inventory,
+    optional_policy,
+    required_policy,
+)
 from patchkit.errors import ExitCode, PlanningError
 from patchkit.execution import rollback as rb
 from patchkit.execution import window
@@ -65,6 +70,12 @@ def rollback(
     if batch is not None and batch not in {b["number"] for b in record["batches"]}:
         raise PlanningError(f"run {run_id} has no batch {batch}")
     targets, skipped = rb.from_record(record, batch=batch, hosts=only_hosts)
+    strangers = [s.host for s in skipped if s.reason.startswith("not in run")]
+    if strangers:
+        raise PlanningError(
+            f"not in run {run_id}: {', '.join(strangers)}",
+            hint=f"patchkit status {run_id} shows the run's hosts",
+        )
     if dry_run or not targets:
         _show_plan(run_id, targets, skipped, as_json, dry_run)
         return
@@ -142,3 +153,35 @@ def _show_plan(
         err_console.print(f"{skip.host}: left alone: {skip.reason}", highlight=False)
     if not targets:
         err_console.print(f"nothing to roll back in {run_id}")
+
+
+@click.command("release")
+@required_policy
+@inventory_option
+@click.option("--dry-run", is_flag=True, help="List what would be released; touch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@click.pass_context
+def release(
+    ctx: click.Context, policy_path: Path, inventory_path: Path, dry_run: bool, as_json: bool
+) -> None:
+    """Delete the snapshots no longer needed, per the policy's snapshot retention.
+
+    A snapshot goes once its run has ended, the host verified without a rollback outstanding
+    (or was rolled back), and preparation.snapshot.retention has passed since it was taken.
+    `run` does this at its end too; run this from cron for the rest.
+    """
+    ledger = Ledger(ctx.obj.get("ledger") if ctx.obj else None)
+    loaded = policy_lib.load(policy_path)
+    hosts = load_inventory(inventory_path)
+    with err_console.status("releasing snapshots…"):
+        done = window.release_snapshots(
+            ledger, loaded, hosts, inventory_path, clock=lambda: datetime.now(UTC), dry_run=dry_run
+        )
+    if as_json:
+        click.echo(json.dumps({"dry_run": dry_run, "snapshots": done}, default=str, indent=2))
+        return
+    verb = "would release" if dry_run else "released"
+    for snap in done:
+        console.print(f"{verb} {snap['backend']} snapshot {snap['id']} of {snap['host']}")
+    if not done:
+        err_console.print("no snapshot is due for release")

@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,18 +73,36 @@ def approve(ctx: click.Context, plan_id: str, by: str, comment: str, reboots: bo
         )
 
 
+def _run_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            required_policy,
+            inventory_option,
+            click.option(
+                "--json", "as_json", is_flag=True, help="One JSON line per event, for machines."
+            ),
+            click.option(
+                "--mitogen/--no-mitogen",
+                default=False,
+                envvar="PATCHKIT_MITOGEN",
+                help="Run the playbooks with mitogen's strategy (pip install "
+                "'patchkit[mitogen]'); fewer round trips per task. Env: PATCHKIT_MITOGEN.",
+            ),
+            click.option(
+                "--take-over",
+                is_flag=True,
+                help="Take over the hosts' locks from a run whose controller is dead "
+                "(its process is gone, or its heartbeat is older than 2 minutes).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.argument("plan_id")
-@required_policy
-@inventory_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per event, for machines.")
-@click.option(
-    "--mitogen/--no-mitogen",
-    default=False,
-    envvar="PATCHKIT_MITOGEN",
-    help="Run the playbooks with mitogen's strategy (pip install 'patchkit[mitogen]'); "
-    "fewer round trips per task. Env: PATCHKIT_MITOGEN.",
-)
+@_run_options
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -92,14 +111,64 @@ def run(
     inventory_path: Path,
     as_json: bool,
     mitogen: bool,
+    take_over: bool,
 ) -> None:
     """Run the approved plan PLAN_ID batch by batch and record every outcome.
 
-    Refuses (exit 3) an unapproved plan, or one whose policy or inventory changed since it was
-    made. Exits 0 when every host was patched, 1 when hosts failed or the window halted.
+    Refuses (exit 3) an unapproved plan, one whose policy or inventory changed since it was
+    made, and hosts another run holds. Exits 0 when every host was patched, 1 when hosts
+    failed, were left unpatched or the window halted.
     """
     ledger = _ledger(ctx)
     body = _plan(ledger, plan_id)
+    _drive(ledger, body, policy_path, inventory_path, as_json, mitogen, take_over, None)
+
+
+@click.command()
+@click.argument("run_id")
+@_run_options
+@click.pass_context
+def resume(
+    ctx: click.Context,
+    run_id: str,
+    policy_path: Path,
+    inventory_path: Path,
+    as_json: bool,
+    mitogen: bool,
+    take_over: bool,
+) -> None:
+    """Continue the interrupted run RUN_ID (Ctrl-C, a killed controller) inside its window.
+
+    Batches that ended are kept; hosts that reached a verdict are not patched again; a host
+    stopped mid-phase runs again, its roles checking the host first (what is installed now,
+    the snapshot already taken); batches not started run as planned, unless the window's
+    cutoff has passed. Refuses (exit 3) a run that ended, and hosts a live run holds; a dead
+    controller's locks need --take-over.
+    """
+    ledger = _ledger(ctx)
+    record = ledger.run_record(run_id)
+    if record is None:
+        raise PlanningError(f"no run {run_id} in {ledger.url}", hint="patchkit status lists runs")
+    if record["status"] not in ("interrupted", "running"):
+        raise RefusedError(
+            f"run {run_id} ended {record['status']}; there is nothing to resume",
+            hint="make and approve a new plan for what is left (patchkit plan)",
+        )
+    body = _plan(ledger, record["plan"])
+    _drive(ledger, body, policy_path, inventory_path, as_json, mitogen, take_over, record)
+
+
+def _drive(
+    ledger: Ledger,
+    body: dict[str, Any],
+    policy_path: Path,
+    inventory_path: Path,
+    as_json: bool,
+    mitogen: bool,
+    take_over: bool,
+    record: dict[str, Any] | None,
+) -> None:
+    """Check, then run (or resume) the plan with the live view; exit 1 unless it completed."""
     loaded = policy_lib.load(policy_path)
     hosts = load_inventory(inventory_path)
     window.check_may_run(ledger, body, loaded, input_hashes(loaded, hosts, {}))
@@ -144,6 +213,8 @@ def run(
                 on_batch=on_batch,
                 cancel=stop.is_set,
                 mitogen=mitogen,
+                resume=record,
+                take_over=take_over,
             )
     finally:
         signal.signal(signal.SIGINT, previous)

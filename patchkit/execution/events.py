@@ -170,3 +170,28 @@ def batch_outcomes(hosts: Sequence[str], tasks: Sequence[TaskResult]) -> tuple[H
         if task.host in by_host:
             by_host[task.host].append(task)
     return tuple(host_outcome(h, by_host[h]) for h in hosts)
+
+
+def finished(host: str, tasks: Sequence[TaskResult]) -> bool:
+    """Whether the playbook reached a verdict for ``host`` (not cut short by a stop).
+
+    True once the host was lost, a phase ended it (failed, or a precheck that skipped it), or
+    verify reported; a host stopped mid-phase by Ctrl-C or a killed controller is not finished.
+    """
+    for task in tasks:
+        if task.host != host:
+            continue
+        if task.status == "unreachable":
+            return True
+        for phase in PHASES:
+            if task.task != result_task(phase):
+                continue
+            msg = task.result.get("msg")
+            status = msg.get("status") if isinstance(msg, Mapping) else None
+            if (
+                phase == "verify"
+                or status == "failed"
+                or (phase, status) == ("precheck", "skipped")
+            ):
+                return True
+    return False

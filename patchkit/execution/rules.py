@@ -1,8 +1,11 @@
-"""Decisions between batches (pure): halt on too many failures, start nothing past the cutoff."""
+"""Decisions of a run (pure): halt on too many failures, start nothing past the cutoff, release
+snapshots no longer needed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from patchkit.policy.model import Amount
 
@@ -23,3 +26,15 @@ def threshold_crossed(failures: int, attempted: int, threshold: Amount) -> bool:
 def may_start(now: datetime, cutoff: datetime) -> bool:
     """A batch may start only before the window's cutoff (compared as real time)."""
     return now.astimezone(UTC) < cutoff.astimezone(UTC)
+
+
+def releasable(snapshot: Mapping[str, Any], now: datetime, retention: timedelta) -> bool:
+    """Whether a snapshot may be deleted: its run is over, the host no longer needs it (it
+    verified and has no rollback outstanding, or it was rolled back), and retention passed."""
+    if snapshot["run_status"] in ("running", "interrupted"):
+        return False  # resume may still need it
+    if snapshot["taken"] + retention > now:
+        return False
+    if snapshot["rollback"] == "ok":
+        return True
+    return bool(snapshot["verify"] == "ok" and snapshot["rollback"] is None)

@@ -6,9 +6,9 @@ new batches. Each batch's outcomes are committed before the next batch starts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from patchkit import content
-from patchkit.errors import RefusedError
-from patchkit.execution import events, rollback, rules
+from patchkit.errors import PatchkitError, RefusedError
+from patchkit.execution import events, locks, rollback, rules
 from patchkit.execution.runner import TaskResult, run_playbook
 from patchkit.ledger import Ledger
 from patchkit.model import Host
@@ -97,6 +97,47 @@ def checks_by_host(policy: Policy, hosts: Sequence[Host]) -> dict[str, list[dict
     return out
 
 
+def finished_hosts(record: Mapping[str, Any]) -> set[str]:
+    """Hosts of a recorded run whose batch reached a verdict for them (every phase recorded)."""
+    seen: dict[str, set[str]] = {}
+    for row in record["phases"]:
+        seen.setdefault(row["host"], set()).add(row["phase"])
+    return {host for host, phases in seen.items() if set(events.PHASES) <= phases}
+
+
+def _failed_in_record(record: Mapping[str, Any], names: Sequence[str]) -> int:
+    """How many of ``names`` failed after being changed, per the record (for resume)."""
+    return len(
+        {
+            p["host"]
+            for p in record["phases"]
+            if p["host"] in names
+            and p["phase"] in events.CHANGING
+            and p["status"] in ("failed", "unreachable")
+        }
+    )
+
+
+def _changes_made_earlier(
+    outcome: events.HostOutcome, planned: Mapping[str, Any]
+) -> events.HostOutcome:
+    """A host run again by resume: updates its first attempt installed show no change now, so
+    take the change from the plan (installed -> candidate) when the host has the candidate."""
+    patch = next((p for p in outcome.phases if p.phase == "patch"), None)
+    if patch is None or patch.status != "ok":
+        return outcome
+    now = {str(row.get("package")): row.get("after") for row in (patch.data.get("updates") or [])}
+    known = {c.package for c in outcome.changes}
+    extra = tuple(
+        events.PackageChange(u["package"], u["installed"], u["candidate"])
+        for u in planned["updates"]
+        if u["package"] not in known
+        and now.get(u["package"]) == u["candidate"]
+        and u.get("installed") != u["candidate"]
+    )
+    return dataclasses.replace(outcome, changes=outcome.changes + extra) if extra else outcome
+
+
 def execute(
     body: Mapping[str, Any],
     policy: Policy,
@@ -109,20 +150,85 @@ def execute(
     on_batch: Callable[[int, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     mitogen: bool = False,
+    resume: Mapping[str, Any] | None = None,
+    take_over: bool = False,
 ) -> RunSummary:
-    """Run every batch of the plan that the rules allow; return how the window ended."""
+    """Run every batch of the plan that the rules allow; return how the window ended.
+
+    The run locks its hosts in the ledger for its whole length (RefusedError when another run
+    holds one; a dead holder's lock is taken only with ``take_over``). Each phase is committed
+    as the playbook reports it. With ``resume`` (a recorded run), batches that ended are kept,
+    hosts that reached a verdict are not run again, and the others run as planned.
+    """
     started = clock()
-    run_id = new_run_id(started)
-    holder = f"{socket.gethostname()}:{os.getpid()}"
-    ledger.start_run(run_id, body["id"], body["hash"], at=started, holder=holder)
+    holder = locks.holder()
+    wanted = [h["host"] for b in body["batches"] if not b["next_window"] for h in b["hosts"]]
+    may_take = locks.taker(take_over, started)
+    if resume is None:
+        run_id = new_run_id(started)
+        ledger.start_run(
+            run_id, body["id"], body["hash"], at=started, holder=holder, hosts=wanted,
+            may_take=may_take,
+        )  # fmt: skip
+        prior: dict[int, Mapping[str, Any]] = {}
+        done: set[str] = set()
+    else:
+        run_id = str(resume["id"])
+        ledger.reopen_run(run_id, at=started, holder=holder, hosts=wanted, may_take=may_take)
+        prior = {int(b["number"]): b for b in resume["batches"]}
+        done = finished_hosts(resume)
+    try:
+        with locks.Heartbeat(ledger, run_id):
+            summary = _batches(
+                body, policy, hosts, inventory, ledger, run_id, holder, prior, done, resume,
+                clock=clock, on_task=on_task, on_batch=on_batch, cancel=cancel, mitogen=mitogen,
+            )  # fmt: skip
+            if summary.status != "interrupted":
+                try:  # the retention rule: this run's snapshots when retention is 0, older ones
+                    released = release_snapshots(
+                        ledger, policy, hosts, inventory, clock=clock, mitogen=mitogen
+                    )
+                    log.info("released %d snapshot(s)", len(released))
+                except PatchkitError as exc:  # the window's outcome stands; release later
+                    log.warning("snapshots not released (patchkit release retries): %s", exc)
+    finally:
+        ledger.unlock(run_id)
+    return summary
+
+
+def _batches(
+    body: Mapping[str, Any],
+    policy: Policy,
+    hosts: Sequence[Host],
+    inventory: Path,
+    ledger: Ledger,
+    run_id: str,
+    holder: str,
+    prior: Mapping[int, Mapping[str, Any]],
+    done: set[str],
+    resume: Mapping[str, Any] | None,
+    *,
+    clock: Clock,
+    on_task: Callable[[TaskResult], None] | None,
+    on_batch: Callable[[int, str], None] | None,
+    cancel: Callable[[], bool] | None,
+    mitogen: bool,
+) -> RunSummary:
     cutoff = datetime.fromisoformat(body["window"]["cutoff"])
     checks = checks_by_host(policy, hosts)
     settings = phase_settings(policy)
+    threshold = policy.rollout.error_threshold
     failures = attempted = patched = not_patched = 0
     left_alone: list[str] = []  # not patched and not changed: unreachable, unhealthy, ...
     status, reason = "completed", ""
     for batch in body["batches"]:
         number, names = batch["number"], [h["host"] for h in batch["hosts"]]
+        before = prior.get(number)
+        if before is not None and before["status"] in ("completed", "failed"):
+            # resumed: this batch ended before the interruption; count it, do not repeat it
+            failures += int(before["failed"])
+            attempted += len(names)
+            continue
         if batch["next_window"]:
             ledger.record_batch(
                 run_id,
@@ -143,27 +249,50 @@ def execute(
                 run_id, number, status="not-started", hosts=len(names), reason=reason
             )
             continue
+        todo = [n for n in names if n not in done]
+        earlier = [n for n in names if n in done]  # resumed: their verdict is recorded
         begin = clock()
         ledger.record_batch(run_id, number, status="running", hosts=len(names), started=begin)
         if on_batch is not None:
             on_batch(number, "running")
-        extravars = batch_extravars(batch, run_id, settings, checks)
+        seen: dict[str, list[TaskResult]] = {}
+
+        def record_as_it_happens(
+            task: TaskResult, number: int = number, seen: dict[str, list[TaskResult]] = seen
+        ) -> None:
+            seen.setdefault(task.host, []).append(task)
+            phase = task.task.removeprefix("patchkit ").removesuffix(" result")
+            if phase in events.PHASES and task.task == events.result_task(phase):
+                folded = events.fold_phases(task.host, seen[task.host], events.PHASES)
+                reported = next(p for p in folded if p.phase == phase)
+                ledger.record_phase(run_id, number, task.host, reported, at=clock())
+            if on_task is not None:
+                on_task(task)
+
+        planned_batch = dict(batch) | {"hosts": [h for h in batch["hosts"] if h["host"] in todo]}
         result = run_playbook(
             content.playbook("patch.yml"),
             inventory,
-            limit=",".join(names),
-            extravars=extravars,
+            limit=",".join(todo),
+            extravars=batch_extravars(planned_batch, run_id, settings, checks),
             forks=max(1, int(batch["concurrency"])),
             timeout=_job_timeout(policy),
-            on_task=on_task,
+            on_task=record_as_it_happens,
             cancel=cancel,
             mitogen=mitogen,
         )
-        outcomes = events.batch_outcomes(names, result.tasks)
+        canceled = result.status == "canceled"
+        outcomes = list(events.batch_outcomes(todo, result.tasks))
+        if canceled:  # hosts stopped mid-phase keep what they reported; resume runs them again
+            outcomes = [o for o in outcomes if events.finished(o.host, result.tasks)]
+        if resume is not None:
+            plan_of = {h["host"]: h for h in batch["hosts"]}
+            outcomes = [_changes_made_earlier(o, plan_of[o.host]) for o in outcomes]
         end = clock()
         ledger.record_outcomes(run_id, number, outcomes, started=begin, ended=end)
         failed_here = sum(1 for o in outcomes if o.counts_as_failure)
-        threshold = policy.rollout.error_threshold
+        if resume is not None:
+            failed_here += _failed_in_record(resume, earlier)
         crossed_before = rules.threshold_crossed(failures, attempted, threshold)
         failures += failed_here
         attempted += len(names)
@@ -172,20 +301,19 @@ def execute(
         alone = [o for o in outcomes if o.status != "patched" and not o.counts_as_failure]
         not_patched += len(alone)
         left_alone += [f"{o.host} ({o.status} in {o.failed_phase or 'precheck'})" for o in alone]
+        batch_status = "interrupted" if canceled else "failed" if failed_here else "completed"
         ledger.record_batch(
             run_id,
             number,
-            status="failed" if failed_here else "completed",
+            status=batch_status,
             hosts=len(names),
             failed=failed_here,
             started=begin,
             ended=end,
         )
         if on_batch is not None:
-            on_batch(number, "failed" if failed_here else "completed")
-        if result.status == "canceled":
-            # What the hosts reported is recorded above; a host stopped mid-phase shows that
-            # phase without a result, which resume (and rollback) will check on the host.
+            on_batch(number, batch_status)
+        if canceled:
             status, reason = "interrupted", f"stopped by the operator during batch {number}"
             continue
         chosen = rollback.scope(
@@ -203,7 +331,7 @@ def execute(
                 mitogen=mitogen,
             )  # fmt: skip
             if on_batch is not None:
-                on_batch(number, "failed")
+                on_batch(number, batch_status)
         if crossed and policy.failure_handling.on_threshold == "halt":
             status = "halted"
             reason = f"{failures} failed host(s) reached the error threshold {threshold}"
@@ -257,6 +385,53 @@ def roll_back(
     for res in results:
         ledger.record_rollback(run_id, res, started=begin, ended=end, who=who)
     return results
+
+
+def release_snapshots(
+    ledger: Ledger,
+    policy: Policy,
+    hosts: Sequence[Host],
+    inventory: Path,
+    *,
+    clock: Clock,
+    dry_run: bool = False,
+    mitogen: bool = False,
+) -> list[dict[str, Any]]:
+    """Delete the snapshots the retention rule lets go (one playbook run); mark them released.
+
+    Returns the snapshots released (or, with ``dry_run``, that would be). Hosts that are not in
+    the inventory are left for a run that knows them.
+    """
+    now = clock()
+    known = {h.name for h in hosts}
+    retention = policy.preparation.snapshot.retention
+    due = [
+        s
+        for s in ledger.unreleased_snapshots()
+        if s["host"] in known and rules.releasable(s, now, retention)
+    ]
+    if dry_run or not due:
+        return due
+    by_host: dict[str, list[dict[str, str]]] = {}
+    for snap in due:
+        by_host.setdefault(snap["host"], []).append({"backend": snap["backend"], "id": snap["id"]})
+    result = run_playbook(
+        content.playbook("release.yml"),
+        inventory,
+        limit=",".join(sorted(by_host)),
+        extravars=phase_settings(policy) | {"patchkit_release_by_host": by_host},
+        timeout=600,
+        mitogen=mitogen,
+    )
+    released = {
+        (t.host, str(t.result.get("msg", {}).get("id")))
+        for t in result.tasks
+        if t.task == "patchkit release result" and t.status == "ok"
+    }
+    done = [s for s in due if (s["host"], s["id"]) in released]
+    for snap in done:
+        ledger.mark_released(snap["run"], snap["host"], at=clock())
+    return done
 
 
 def batch_extravars(

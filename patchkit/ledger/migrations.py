@@ -16,15 +16,22 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
+from patchkit.ledger import schema
+
 
 def _v2_reboot_approval(conn: Connection) -> None:
     # Approvals of version 1 did not say whether downtime (reboots) was approved: they did not.
     conn.execute(text("ALTER TABLE approvals ADD COLUMN reboots BOOLEAN DEFAULT FALSE NOT NULL"))
 
 
+def _v3_locks(conn: Connection) -> None:
+    schema.locks.create(conn, checkfirst=True)
+
+
 # version -> the step that takes a ledger from the version before to it
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_reboot_approval,
+    3: _v3_locks,
 }
 
 

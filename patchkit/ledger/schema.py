@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 # Bump with a step in migrations.py whenever an existing table changes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -166,4 +166,16 @@ audit = Table(
     Column("who", String(255), nullable=False),
     Column("action", String(64), nullable=False),
     Column("detail", Text, nullable=False),
+)
+
+# Which run holds which host: a second run or resume touching a held host is refused. A lock
+# whose holder died (SIGKILL, a lost machine) stays until taken over explicitly.
+locks = Table(
+    "locks",
+    metadata,
+    Column("host", String(255), primary_key=True),
+    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("holder", String(255), nullable=False),  # host:pid of the controller
+    Column("acquired", DateTime(timezone=True), nullable=False),
+    Column("heartbeat", DateTime(timezone=True), nullable=False),
 )

@@ -6,6 +6,7 @@ lab someone brought up by hand for the demo. Set PATCHKIT_TEST_KEEP_LAB=1 to kee
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -22,6 +23,8 @@ from patchkit.lab.check import HostCheck, check
 from patchkit.lab.config import LabConfig
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = str(ROOT / "policies" / "lab.yml")
 # Six hosts: dev (the canary), staging, and a prod web pair and db pair, so that a window has
 # three batches under anti-affinity (see patchkit/lab/fleet.py).
 TEST_HOSTS = 6
@@ -52,6 +55,18 @@ def lab(lab_config: LabConfig, tmp_path_factory: pytest.TempPathFactory) -> Iter
     finally:
         if os.environ.get("PATCHKIT_TEST_KEEP_LAB") != "1":
             lifecycle.down(lab_config, inventory_dir)
+
+
+@pytest.fixture
+def env(tmp_path: Path, lab_config: LabConfig) -> Iterator[dict[str, str]]:
+    """Environment for the patchkit CLI: a SQLite ledger of the test's own, the lab root."""
+    yield {
+        "PATCHKIT_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+        "PATCHKIT_LAB_ROOT": str(lab_config.root),
+    }
+    for snap in hosts.snapshots(lab_config):  # runs take lab snapshots; release them
+        if snap.name.startswith("run-"):
+            hosts.delete_snapshot(lab_config, lab_config.parse_host(snap.host), snap.name)
 
 
 @pytest.fixture
@@ -112,3 +127,42 @@ def patchkit_cli(
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
     )
+
+
+# ---------------------------------------------------------------- patch windows through the CLI
+
+
+def variant(tmp_path: Path, *changes: tuple[str, str]) -> str:
+    """A copy of the lab policy with some settings changed (each old text must be there)."""
+    text = Path(POLICY).read_text()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "policy.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def planned_id(lab: Path, env: dict[str, str], policy: str = POLICY) -> str:
+    done = patchkit_cli("assess", "-p", policy, "-i", str(lab), env=env)
+    assert done.returncode == 0, done.stderr
+    done = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
+def said(done: subprocess.CompletedProcess[str]) -> str:
+    """stderr with whitespace squeezed (messages wrap at the terminal width)."""
+    return " ".join(done.stderr.split())
+
+
+def approve(plan_id: str, env: dict[str, str]) -> None:
+    """Approve the change and its downtime (lab.yml wants reboots in prod approved)."""
+    done = patchkit_cli("approve", plan_id, "--by", "demo-operator", "--reboots", env=env)
+    assert done.returncode == 0, done.stderr
+
+
+def run(lab: Path, env: dict[str, str], plan_id: str, policy: str = POLICY) -> int:
+    done = patchkit_cli("run", plan_id, "-p", policy, "-i", str(lab), "--json", env=env)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode

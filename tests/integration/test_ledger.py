@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from patchkit.errors import ExitCode, LedgerError
+from patchkit.errors import ExitCode, LedgerError, RefusedError
 from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, PendingUpdate
@@ -142,7 +142,7 @@ def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
         ("rollback", "pending", None),
     ]
     assert run["changes"] == [{"host": "a", "package": "lib", "before": "1.0", "after": "1.1"}]
-    assert run["snapshots"] == [{"host": "a", "backend": "btrfs", "id": "snap-1"}]
+    assert run["snapshots"] == [{"host": "a", "backend": "btrfs", "id": "snap-1", "released": None}]
     assert ledger.run_record("run-nope") is None
 
 
@@ -174,3 +174,34 @@ def test_unopenable_sqlite_ledger_names_the_url(tmp_path: Path) -> None:
     with pytest.raises(LedgerError) as err:
         Ledger(f"sqlite:///{tmp_path / 'dir.sqlite'}")
     assert "dir.sqlite" in err.value.message
+
+
+def test_a_run_cannot_lock_hosts_another_run_holds(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    body = {
+        "id": "plan-abc",
+        "hash": "abc" * 10,
+        "policy": "p",
+        "made_at": T0.isoformat(),
+        "window": {"name": "w", "start": T0.isoformat()},
+    }
+    ledger.save_plan(body, saved_at=T0)
+    ledger.start_run("run-1", "plan-abc", "abc" * 10, at=T0, holder="ctl:1", hosts=["a", "b"])
+    with pytest.raises(RefusedError) as caught:
+        ledger.start_run("run-2", "plan-abc", "abc" * 10, at=T0, holder="ctl:2", hosts=["b", "c"])
+    assert caught.value.exit_code == ExitCode.REFUSED
+    assert "b held by run run-1 (controller ctl:1" in str(caught.value)
+    assert ledger.run_record("run-2") is None  # refused as a whole: no run, no lock
+    assert [lk["host"] for lk in ledger.locks(["a", "b", "c"])] == ["a", "b"]
+    # the holder may take its own hosts again; a taker rule may take a dead holder's
+    ledger.lock("run-1", ["a"], holder="ctl:1", at=T0, may_take=lambda _lock: False)
+    ledger.start_run(
+        "run-3", "plan-abc", "abc" * 10, at=T0, holder="ctl:3", hosts=["b"],
+        may_take=lambda lk: lk["holder"] == "ctl:1",
+    )  # fmt: skip
+    assert {lk["host"]: lk["run"] for lk in ledger.locks(["a", "b"])} == {
+        "a": "run-1",
+        "b": "run-3",
+    }
+    ledger.unlock("run-1")
+    assert [lk["host"] for lk in ledger.locks(["a", "b"])] == ["b"]

@@ -21,15 +21,24 @@ from patchkit.lab import hosts, lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
 
-from .conftest import TEST_HOSTS, http_status, patchkit_cli, states
+from .conftest import (
+    POLICY,
+    TEST_HOSTS,
+    approve,
+    http_status,
+    patchkit_cli,
+    planned_id,
+    run,
+    said,
+    states,
+    variant,
+)
 
 if TYPE_CHECKING:
     from .postgres import PostgresServer
 
 pytest_plugins = ["tests.integration.postgres"]
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = str(ROOT / "policies" / "lab.yml")
 NAMES = [f"host{i}" for i in range(1, TEST_HOSTS + 1)]
 
 
@@ -46,42 +55,6 @@ def env(
     for snap in hosts.snapshots(lab_config):  # runs take lab snapshots; release them
         if snap.name.startswith("run-"):
             hosts.delete_snapshot(lab_config, lab_config.parse_host(snap.host), snap.name)
-
-
-def variant(tmp_path: Path, *changes: tuple[str, str]) -> str:
-    """A copy of the lab policy with some settings changed (each old text must be there)."""
-    text = Path(POLICY).read_text()
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / "policy.yml"
-    path.write_text(text)
-    return str(path)
-
-
-def planned_id(lab: Path, env: dict[str, str], policy: str = POLICY) -> str:
-    done = patchkit_cli("assess", "-p", policy, "-i", str(lab), env=env)
-    assert done.returncode == 0, done.stderr
-    done = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
-    assert done.returncode == 0, done.stderr
-    return str(json.loads(done.stdout)["id"])
-
-
-def said(done: subprocess.CompletedProcess[str]) -> str:
-    """stderr with whitespace squeezed (messages wrap at the terminal width)."""
-    return " ".join(done.stderr.split())
-
-
-def approve(plan_id: str, env: dict[str, str]) -> None:
-    """Approve the change and its downtime (lab.yml wants reboots in prod approved)."""
-    done = patchkit_cli("approve", plan_id, "--by", "demo-operator", "--reboots", env=env)
-    assert done.returncode == 0, done.stderr
-
-
-def run(lab: Path, env: dict[str, str], plan_id: str, policy: str = POLICY) -> int:
-    done = patchkit_cli("run", plan_id, "-p", policy, "-i", str(lab), "--json", env=env)
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.returncode
 
 
 def test_unapproved_or_changed_plans_are_refused(
@@ -135,7 +108,11 @@ def test_a_clean_window_patches_reboots_and_records_every_host(
 ) -> None:
     # Batches of up to 3 under anti-affinity: canary host1, then host3+host5+host2, then
     # host4+host6 (web and db pairs are split).
-    policy = variant(tmp_path, ("batch_size: 2", "batch_size: 3"))
+    policy = variant(
+        tmp_path,
+        ("batch_size: 2", "batch_size: 3"),
+        ("retention: 1d", "retention: 0s"),  # every host verified: release at the run's end
+    )
     boots = {n: r.boot_id for n, r in states(lab).items()}
     lifecycle.set_updates(lab_config, "demo-svc", publish=False)
     try:
@@ -166,6 +143,8 @@ def test_a_clean_window_patches_reboots_and_records_every_host(
     assert changes[("host2", "demo-kernel")] == ("1.0", "1.1")
     assert len(changes) == 3 * len(after)
     assert {s["host"] for s in record["snapshots"]} == set(after)
+    assert all(s["released"] is not None for s in record["snapshots"])
+    assert not [s for s in hosts.snapshots(lab_config) if s.name == record["id"]]  # none leaked
     shown = patchkit_cli("status", "--json", env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == record["id"]
 

@@ -1,0 +1,99 @@
+"""Integration: a controller SIGKILLed mid-batch; the lock it leaves; resume finishing the window.
+
+Checked on the hosts (versions, dpkg's own log: nothing installed twice) and in the ledger (no
+outcome lost or duplicated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from patchkit.lab import lifecycle
+from patchkit.lab.config import LabConfig
+from patchkit.ledger import Ledger
+
+from .conftest import (
+    POLICY,
+    TEST_HOSTS,
+    approve,
+    on_host,
+    patchkit_cli,
+    planned_id,
+    said,
+    states,
+)
+
+NAMES = [f"host{i}" for i in range(1, TEST_HOSTS + 1)]
+
+
+def kill_during_batch_2(lab: Path, env: dict[str, str], plan_id: str) -> None:
+    """Start `patchkit run` and SIGKILL its whole process tree once batch 2 has patched a host."""
+    argv = [sys.executable, "-m", "patchkit", "run", plan_id, "-p", POLICY, "-i", str(lab)]
+    proc = subprocess.Popen(
+        [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **env}, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    batch = 0
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("event") == "batch" and event.get("status") == "running":
+            batch = event["batch"]
+        if batch == 2 and event.get("task") == "patchkit patch result":
+            os.killpg(proc.pid, signal.SIGKILL)  # the controller and its ansible-playbook
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_resume_finishes_a_window_whose_controller_was_killed(
+    lab_config: LabConfig, lab: Path, env: dict[str, str], pristine: None
+) -> None:
+    lifecycle.set_updates(lab_config, "demo-svc", publish=False)
+    try:
+        plan_id = planned_id(lab, env)
+        approve(plan_id, env)
+        kill_during_batch_2(lab, env, plan_id)
+        record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
+        assert record is not None and record["status"] == "running"  # as the dead left it
+        run_id = record["id"]
+        # what batch 2 reported before the kill was committed as it happened
+        assert {(p["batch"], p["phase"]) for p in record["phases"]} >= {(2, "patch")}
+
+        # the dead controller still holds the hosts: a new run and a plain resume are refused
+        again = patchkit_cli("run", plan_id, "-p", POLICY, "-i", str(lab), env=env)
+        assert again.returncode == 3 and f"held by run {run_id}" in said(again)
+        plain = patchkit_cli("resume", run_id, "-p", POLICY, "-i", str(lab), env=env)
+        assert plain.returncode == 3 and "--take-over" in said(plain)
+
+        done = patchkit_cli(
+            "resume", run_id, "-p", POLICY, "-i", str(lab), "--take-over", "--json", env=env
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        lifecycle.set_updates(lab_config, "demo-svc", publish=True)
+    record = Ledger(env["PATCHKIT_LEDGER"]).run_record(run_id)
+    assert record is not None
+    assert record["status"] == "completed", record["reason"]
+    assert all(b["status"] == "completed" for b in record["batches"])
+    rows = Counter((p["host"], p["phase"]) for p in record["phases"])
+    assert set(rows.values()) == {1}  # no outcome duplicated...
+    assert len(rows) == 5 * len(NAMES)  # ...or lost: every phase of every host
+    changes = Counter((c["host"], c["package"]) for c in record["changes"])
+    assert set(changes.values()) == {1} and len(changes) == 3 * len(NAMES)
+    after = states(lab)
+    for index, name in enumerate(NAMES, start=1):
+        assert after[name].packages["demo-lib"] == "1.1", name
+        # dpkg's own log on the host: each update was installed exactly once
+        upgrades = on_host(lab_config, index, "grep -c ' upgrade demo-lib:' /var/log/dpkg.log")
+        assert upgrades == "1", name
+    assert Ledger(env["PATCHKIT_LEDGER"]).locks(NAMES) == []  # released at the end
+
+    ended = patchkit_cli("resume", run_id, "-p", POLICY, "-i", str(lab), env=env)
+    assert ended.returncode == 3 and "nothing to resume" in said(ended)
