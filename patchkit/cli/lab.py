@@ -254,7 +254,9 @@ def ssh(ctx: click.Context, host: str, command: tuple[str, ...]) -> None:
 @click.argument(
     "kind",
     metavar="KIND",
-    type=click.Choice(["boot-delay", "no-boot", "net-down", "net-up", "hard-reset", "clear"]),
+    type=click.Choice(
+        ["boot-delay", "no-boot", "net-down", "net-up", "hard-reset", "install-fails", "clear"]
+    ),
 )
 @click.argument("seconds", required=False, type=float)
 @click.pass_context
@@ -266,7 +268,8 @@ def fault(ctx: click.Context, host: str, kind: str, seconds: float | None) -> No
     no-boot             the next reboot leaves the host off (it never comes back)
     net-down / net-up   pull or plug the host's network cable
     hard-reset          kill the host's PID 1 (it boots again)
-    clear               remove boot-delay, no-boot and net-down
+    install-fails       installing demo-lib's update fails (dpkg cannot replace its file)
+    clear               remove boot-delay, no-boot, net-down and install-fails
     """
     config = _config(ctx)
     index = config.parse_host(host)
@@ -282,6 +285,8 @@ def fault(ctx: click.Context, host: str, kind: str, seconds: float | None) -> No
         hosts.set_network(config, index, up=kind == "net-up")
     elif kind == "hard-reset":
         hosts.hard_reset(config, index)
+    elif kind == "install-fails":
+        hosts.set_install_fails(config, index, fails=True)
     else:
         hosts.clear_faults(config, index)
     err_console.print(f"{config.host_name(index)}: {kind} {'' if seconds is None else seconds}")

@@ -196,10 +196,23 @@ def set_network(config: LabConfig, index: int, *, up: bool) -> None:
         network.set_link(config, index, up=False)
 
 
+# The file demo-lib's update replaces: made immutable on the host's disk, dpkg cannot unpack the
+# new version ("Operation not permitted") and the install fails as a broken package would.
+INSTALL_FAULT_FILE = "usr/lib/demo-lib/VERSION"
+
+
+def set_install_fails(config: LabConfig, index: int, *, fails: bool) -> None:
+    """Make the next install of demo-lib fail on the host (chattr +i from the controller)."""
+    target = config.host_dir(index) / INSTALL_FAULT_FILE
+    if target.exists():
+        system.run(["chattr", "+i" if fails else "-i", str(target)])
+
+
 def clear_faults(config: LabConfig, index: int) -> None:
     for knob in ("boot_delay", "noboot"):
         config.run_file(index, knob).unlink(missing_ok=True)
     set_network(config, index, up=True)
+    set_install_fails(config, index, fails=False)
 
 
 # ---------------------------------------------------------------- snapshots
