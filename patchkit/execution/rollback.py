@@ -104,19 +104,30 @@ def from_record(
     return targets, skipped
 
 
-def from_outcomes(batch: int, outcomes: Sequence[HostOutcome]) -> list[Target]:
-    """Targets straight from a batch's outcomes (automatic rollback during a run)."""
-    return [
-        Target(
-            o.host,
-            batch,
-            o.snapshot[0],
-            o.snapshot[1],
-            tuple(Change(c.package, c.before, c.after) for c in o.changes),
-        )
-        for o in outcomes
-        if o.changes and o.snapshot is not None
-    ]
+def from_outcomes(
+    batch: int,
+    outcomes: Sequence[HostOutcome],
+    planned: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> list[Target]:
+    """Targets straight from a batch's outcomes (automatic rollback during a run).
+
+    A host lost or failed in the middle of its patch phase reported no changes, yet some may
+    have been made: it is put back over every update the plan selected for it (``planned``:
+    host -> the plan's update objects), which its snapshot was taken to cover.
+    """
+    targets = []
+    for o in outcomes:
+        if o.snapshot is None:
+            continue
+        changes = tuple(Change(c.package, c.before, c.after) for c in o.changes)
+        if not changes and o.failed_phase == "patch":
+            changes = tuple(
+                Change(str(u["package"]), u.get("installed"), str(u["candidate"]))
+                for u in (planned or {}).get(o.host, ())
+            )
+        if changes:
+            targets.append(Target(o.host, batch, o.snapshot[0], o.snapshot[1], changes))
+    return targets
 
 
 def scope(

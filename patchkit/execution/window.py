@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from patchkit import content
-from patchkit.errors import PatchkitError, RefusedError
+from patchkit.errors import LedgerError, PatchkitError, RefusedError
 from patchkit.execution import events, locks, rollback, rules
 from patchkit.execution.runner import TaskResult, run_playbook
 from patchkit.ledger import Ledger
@@ -192,7 +192,10 @@ def execute(
                 except PatchkitError as exc:  # the window's outcome stands; release later
                     log.warning("snapshots not released (patchkit release retries): %s", exc)
     finally:
-        ledger.unlock(run_id)
+        try:
+            ledger.unlock(run_id)
+        except LedgerError as exc:  # the error that stopped the run says what to do
+            log.warning("the hosts stay locked by %s: %s", run_id, exc.message)
     return summary
 
 
@@ -256,18 +259,28 @@ def _batches(
         if on_batch is not None:
             on_batch(number, "running")
         seen: dict[str, list[TaskResult]] = {}
+        broken: list[LedgerError] = []  # the ledger refused a write: stop, do not go on blind
 
         def record_as_it_happens(
-            task: TaskResult, number: int = number, seen: dict[str, list[TaskResult]] = seen
+            task: TaskResult,
+            number: int = number,
+            seen: dict[str, list[TaskResult]] = seen,
+            broken: list[LedgerError] = broken,
         ) -> None:
             seen.setdefault(task.host, []).append(task)
             phase = task.task.removeprefix("patchkit ").removesuffix(" result")
-            if phase in events.PHASES and task.task == events.result_task(phase):
+            if phase in events.PHASES and task.task == events.result_task(phase) and not broken:
                 folded = events.fold_phases(task.host, seen[task.host], events.PHASES)
                 reported = next(p for p in folded if p.phase == phase)
-                ledger.record_phase(run_id, number, task.host, reported, at=clock())
+                try:
+                    ledger.record_phase(run_id, number, task.host, reported, at=clock())
+                except LedgerError as exc:
+                    broken.append(exc)
             if on_task is not None:
                 on_task(task)
+
+        def stop_asked(broken: list[LedgerError] = broken) -> bool:
+            return bool(broken) or (cancel is not None and cancel())
 
         planned_batch = dict(batch) | {"hosts": [h for h in batch["hosts"] if h["host"] in todo]}
         result = run_playbook(
@@ -278,9 +291,15 @@ def _batches(
             forks=max(1, int(batch["concurrency"])),
             timeout=_job_timeout(policy),
             on_task=record_as_it_happens,
-            cancel=cancel,
+            cancel=stop_asked,
             mitogen=mitogen,
         )
+        if broken:  # outcomes that cannot be recorded must not pile up: end the run here
+            raise LedgerError(
+                f"{broken[0].message}; the run stopped during batch {number}",
+                hint=f"{broken[0].hint}; then patchkit resume {run_id} --take-over "
+                "(the hosts keep the lock of this run)",
+            )
         canceled = result.status == "canceled"
         outcomes = list(events.batch_outcomes(todo, result.tasks))
         if canceled:  # hosts stopped mid-phase keep what they reported; resume runs them again
@@ -321,7 +340,8 @@ def _batches(
             outcomes,
             threshold_crossed=crossed and not crossed_before,
         )
-        targets = rollback.from_outcomes(number, chosen)
+        planned = {h["host"]: h["updates"] for h in batch["hosts"]}
+        targets = rollback.from_outcomes(number, chosen, planned)
         if targets:
             if on_batch is not None:
                 on_batch(number, "rolling back")

@@ -74,6 +74,7 @@ def up(config: LabConfig, count: int, inventory_dir: Path) -> list[int]:
     with locked(config):
         system.install_packages()
         system.check_btrfs()
+        system.ensure_inotify_instances()
         config.run_dir.mkdir(parents=True, exist_ok=True)
         image.ensure_key(config)
         network.ensure_bridge(config)

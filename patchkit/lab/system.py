@@ -238,3 +238,20 @@ def spawn_daemon(
             close_fds=True,
         )
     return proc.pid
+
+
+# Every booted host's systemd takes several inotify instances; the kernel's default of 128 per
+# user (all lab hosts run as root) runs out at about 20 hosts across the labs on a machine, and
+# a host then dies at boot with "Failed to allocate manager object: Too many open files".
+INOTIFY_INSTANCES = 1024
+
+
+def ensure_inotify_instances(minimum: int = INOTIFY_INSTANCES) -> None:
+    """Raise fs.inotify.max_user_instances to ``minimum`` when it is lower (never lowers it)."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        if int(knob.read_text()) < minimum:
+            knob.write_text(f"{minimum}\n")
+            log.info("raised fs.inotify.max_user_instances to %d for the lab hosts", minimum)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise fs.inotify.max_user_instances (%s); many hosts may not boot", exc)

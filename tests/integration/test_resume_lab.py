@@ -97,3 +97,61 @@ def test_resume_finishes_a_window_whose_controller_was_killed(
 
     ended = patchkit_cli("resume", run_id, "-p", POLICY, "-i", str(lab), env=env)
     assert ended.returncode == 3 and "nothing to resume" in said(ended)
+
+
+def test_a_full_ledger_disk_stops_the_run_and_resume_finishes_it(
+    lab_config: LabConfig, lab: Path, env: dict[str, str], tmp_path: Path, pristine: None
+) -> None:
+    """The ledger's disk fills up mid-batch: the run stops with a clear error instead of
+    patching on without records; nothing is half-written; once there is room, resume
+    completes the window."""
+    mount = tmp_path / "ledgerfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        env = env | {"PATCHKIT_LEDGER": f"sqlite:///{mount / 'ledger.sqlite'}"}
+        lifecycle.set_updates(lab_config, "demo-svc", publish=False)
+        try:
+            plan_id = planned_id(lab, env)
+            approve(plan_id, env)
+            argv = [sys.executable, "-m", "patchkit", "run", plan_id, "-p", POLICY, "-i", str(lab)]
+            proc = subprocess.Popen(
+                [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, **env},
+            )  # fmt: skip
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if json.loads(line).get("task") == "patchkit precheck result":
+                    fill = ["dd", "if=/dev/zero", f"of={mount / 'fill'}", "bs=64k"]
+                    subprocess.run(fill, capture_output=True, check=False)  # until ENOSPC
+                    break
+            _, err = proc.communicate(timeout=600)
+            assert proc.returncode == 2, err
+            message = " ".join(err.split())
+            assert "Traceback" not in err
+            assert "cannot write to the ledger" in message and "full" in message
+            assert "stopped during batch 1" in message and "patchkit resume" in message
+            (mount / "fill").unlink()
+            ledger_file = mount / "ledger.sqlite"
+            check = subprocess.run(
+                ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
+                 ".execute('PRAGMA integrity_check').fetchone()[0])", str(ledger_file)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            assert check.stdout.strip() == "ok"  # nothing half-written
+            record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
+            assert record is not None and record["status"] == "running"
+            done = patchkit_cli(
+                "resume", record["id"], "-p", POLICY, "-i", str(lab), "--take-over", env=env
+            )
+            assert done.returncode == 0, done.stderr
+        finally:
+            lifecycle.set_updates(lab_config, "demo-svc", publish=True)
+        record = Ledger(env["PATCHKIT_LEDGER"]).run_record(record["id"])
+        assert record is not None and record["status"] == "completed"
+        rows = Counter((p["host"], p["phase"]) for p in record["phases"])
+        assert set(rows.values()) == {1} and len(rows) == 5 * len(NAMES)
+        after = states(lab)
+        assert all(after[name].packages["demo-lib"] == "1.1" for name in NAMES)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

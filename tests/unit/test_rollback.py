@@ -128,6 +128,14 @@ def test_targets_from_outcomes_need_a_snapshot_and_changes() -> None:
     ]
 
 
+def test_a_host_lost_while_patching_is_put_back_over_every_planned_update() -> None:
+    lost = HostOutcome("e", "unreachable", "patch", "gone", (), (), ("package", "run-1"))
+    planned = {"e": [{"package": "demo-lib", "installed": "1.0", "candidate": "1.1"}]}
+    (target,) = rollback.from_outcomes(2, [lost], planned)
+    assert [c.undo() for c in target.changes] == ["demo-lib 1.1 -> 1.0"]
+    assert rollback.from_outcomes(2, [lost]) == []  # nothing known, nothing planned
+
+
 def result_of(host: str, phase: str, status: str, message: str = "") -> TaskResult:
     msg = {"phase": phase, "status": status, "message": message}
     return TaskResult(host, result_task(phase), "debug", "ok", freeze({"msg": msg}), 0.5)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from patchkit.errors import RunnerError
+from patchkit.execution import runner
 from patchkit.execution.runner import PlaybookResult, task_result
 from patchkit.lab.check import parse_report
 
@@ -85,3 +88,14 @@ def test_lab_check_report() -> None:
     assert row.reachable
     assert row.boot_id == msg["boot_id"]
     assert dict(row.packages) == {"demo-lib": "1.1", "demo-svc": "1.0"}
+
+
+def test_mitogen_swaps_the_strategy_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = runner.ansible_env()
+    assert "ANSIBLE_STRATEGY" not in plain and plain["ANSIBLE_PIPELINING"] == "True"
+    env = runner.ansible_env(mitogen=True)  # mitogen is in the dev extras
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    monkeypatch.setattr(runner, "mitogen_strategy_dir", lambda: None)
+    with pytest.raises(RunnerError, match="mitogen was asked for but is not installed"):
+        runner.ansible_env(mitogen=True)
