@@ -6,13 +6,17 @@ lab someone brought up by hand for the demo. Set PATCHKIT_TEST_KEEP_LAB=1 to kee
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +28,34 @@ from patchkit.lab.config import LabConfig
 
 PLAYBOOKS = Path(__file__).parent / "playbooks"
 ROOT = Path(__file__).resolve().parents[2]
-POLICY = str(ROOT / "policies" / "lab.yml")
+
+
+def _time_safe_lab_policy() -> str:
+    """policies/lab.yml with a window that opened at the top of this hour and stays open 3 h.
+
+    The lab policy's window closes to new batches at 23:55 UTC, and a plan made shortly before
+    leaves its later batches for the next window: a test must not depend on when it runs.
+    """
+    text = (ROOT / "policies" / "lab.yml").read_text()
+    daily = (
+        "    rrule: FREQ=DAILY;BYHOUR=0;BYMINUTE=0;BYSECOND=0\n"
+        "    timezone: UTC\n"
+        "    duration: 24h\n"
+    )
+    assert daily in text, "policies/lab.yml's window changed: update the tests' copy"
+    hour = datetime.now(UTC).hour
+    text = text.replace(
+        daily,
+        f"    rrule: FREQ=DAILY;BYHOUR={hour};BYMINUTE=0;BYSECOND=0\n"
+        "    timezone: UTC\n    duration: 3h\n",
+    )
+    folder = Path(tempfile.mkdtemp(prefix="patchkit-test-policy-"))
+    atexit.register(shutil.rmtree, folder, True)
+    (folder / "lab.yml").write_text(text)
+    return str(folder / "lab.yml")
+
+
+POLICY = _time_safe_lab_policy()
 # Six hosts: dev (the canary), staging, and a prod web pair and db pair, so that a window has
 # three batches under anti-affinity (see patchkit/lab/fleet.py).
 TEST_HOSTS = 6

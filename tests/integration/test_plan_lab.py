@@ -11,10 +11,8 @@ from patchkit.lab import lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
 
-from .conftest import TEST_HOSTS, patchkit_cli, states
+from .conftest import POLICY, TEST_HOSTS, patchkit_cli, states
 
-ROOT = Path(__file__).resolve().parents[2]
-POLICY = str(ROOT / "policies" / "lab.yml")
 HOSTS = [f"host{i}" for i in range(1, TEST_HOSTS + 1)]
 DEMO = {"demo-app", "demo-kernel", "demo-lib", "demo-svc"}
 
