@@ -174,7 +174,7 @@ def main() -> None:
         plan = json.loads(
             patchkit("plan", "-p", str(POLICY), "-i", str(inventory), "--format", "json", env=env)
         )
-        patchkit("approve", plan["id"], "--by", "demo-operator", env=env)
+        patchkit("approve", plan["id"], "--by", "demo-operator", "--reboots", env=env)
         wanted = {
             h["host"]: {u["package"]: u["candidate"] for u in h["updates"]}
             for b in plan["batches"]
