@@ -90,8 +90,9 @@ def test_plans_are_saved_once_by_id(ledger_url: str) -> None:
     assert ledger.plan("plan-nope") is None
 
 
-def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
-    ledger = Ledger(ledger_url)
+def ledger_with_plan(url: str) -> Ledger:
+    """A ledger holding the minimal plan ``plan-abc`` (hash ``"abc" * 10``)."""
+    ledger = Ledger(url)
     body = {
         "id": "plan-abc",
         "hash": "abc" * 10,
@@ -100,6 +101,11 @@ def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
         "window": {"name": "w", "start": T0.isoformat()},
     }
     ledger.save_plan(body, saved_at=T0)
+    return ledger
+
+
+def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
+    ledger = ledger_with_plan(ledger_url)
     ledger.approve("plan-abc", "abc" * 10, by="cab", at=T0, comment="ok")
     assert ledger.approvals("plan-abc") == [
         {"by": "cab", "at": T0, "hash": "abc" * 10, "comment": "ok", "reboots": False}
@@ -177,15 +183,7 @@ def test_unopenable_sqlite_ledger_names_the_url(tmp_path: Path) -> None:
 
 
 def test_a_run_cannot_lock_hosts_another_run_holds(ledger_url: str) -> None:
-    ledger = Ledger(ledger_url)
-    body = {
-        "id": "plan-abc",
-        "hash": "abc" * 10,
-        "policy": "p",
-        "made_at": T0.isoformat(),
-        "window": {"name": "w", "start": T0.isoformat()},
-    }
-    ledger.save_plan(body, saved_at=T0)
+    ledger = ledger_with_plan(ledger_url)
     ledger.start_run("run-1", "plan-abc", "abc" * 10, at=T0, holder="ctl:1", hosts=["a", "b"])
     with pytest.raises(RefusedError) as caught:
         ledger.start_run("run-2", "plan-abc", "abc" * 10, at=T0, holder="ctl:2", hosts=["b", "c"])
