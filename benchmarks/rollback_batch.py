@@ -18,28 +18,19 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import patchkit
 
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.check import check
 from patchkit.lab.config import LabConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 BASE = "bench-base"
-
-
-def patchkit(*args: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
-    done = subprocess.run(
-        [str(BIN / "patchkit"), *args], capture_output=True, text=True, env=env, check=False
-    )
-    if done.returncode not in ok:
-        sys.exit(f"patchkit {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    return done.stdout
 
 
 def policy_for(backend: str, count: int, work: Path) -> Path:

@@ -40,6 +40,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from _common import BIN, patchkit
+
 from patchkit import content
 from patchkit.execution.runner import ansible_env
 from patchkit.execution.window import batch_extravars, checks_by_host, phase_settings
@@ -51,17 +53,7 @@ from patchkit.policy import load
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "lab.yml"
-BIN = Path(sys.executable).parent
 BASE = "bench-base"
-
-
-def patchkit(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(BIN / "patchkit"), *args], capture_output=True, text=True, env=env, check=False
-    )
-    if done.returncode != 0:
-        sys.exit(f"patchkit {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    return done.stdout
 
 
 def reset(config: LabConfig, count: int) -> None:

@@ -21,6 +21,7 @@ from patchkit.cli.planning import (
     optional_policy,
     required_policy,
 )
+from patchkit.cli.window import run_record
 from patchkit.errors import ExitCode, PlanningError
 from patchkit.execution import rollback as rb
 from patchkit.execution import window
@@ -64,9 +65,7 @@ def rollback(
     was nothing to do), 1 when one could not be rolled back.
     """
     ledger = Ledger(ctx.obj.get("ledger") if ctx.obj else None)
-    record = ledger.run_record(run_id)
-    if record is None:
-        raise PlanningError(f"no run {run_id} in {ledger.url}", hint="patchkit status lists runs")
+    record = run_record(ledger, run_id)
     if batch is not None and batch not in {b["number"] for b in record["batches"]}:
         raise PlanningError(f"run {run_id} has no batch {batch}")
     targets, skipped = rb.from_record(record, batch=batch, hosts=only_hosts)

@@ -29,6 +29,14 @@ def _ledger(ctx: click.Context) -> Ledger:
     return Ledger(ctx.obj.get("ledger") if ctx.obj else None)
 
 
+def run_record(ledger: Ledger, run_id: str) -> dict[str, Any]:
+    """The recorded run ``run_id``, or a PlanningError saying there is none."""
+    record = ledger.run_record(run_id)
+    if record is None:
+        raise PlanningError(f"no run {run_id} in {ledger.url}", hint="patchkit status lists runs")
+    return record
+
+
 def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
     body = ledger.plan(plan_id)
     if body is None:
@@ -146,9 +154,7 @@ def resume(
     controller's locks need --take-over.
     """
     ledger = _ledger(ctx)
-    record = ledger.run_record(run_id)
-    if record is None:
-        raise PlanningError(f"no run {run_id} in {ledger.url}", hint="patchkit status lists runs")
+    record = run_record(ledger, run_id)
     if record["status"] not in ("interrupted", "running"):
         raise RefusedError(
             f"run {run_id} ended {record['status']}; there is nothing to resume",

@@ -62,6 +62,21 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _audit(conn: Connection, at: datetime, who: str, action: str, detail: str) -> None:
+    """One line of the audit trail, in the caller's transaction."""
+    conn.execute(insert(t.audit).values(at=_utc(at), who=who, action=action, detail=detail))
+
+
+def _lock_row(row: Any) -> dict[str, Any]:
+    return {
+        "host": row.host,
+        "run": row.run_id,
+        "holder": row.holder,
+        "acquired": _aware(row.acquired),
+        "heartbeat": _aware(row.heartbeat),
+    }
+
+
 def _new_id(result: Any) -> int:
     """The integer key an INSERT just made (SQLAlchemy types it as optional)."""
     return int(result.inserted_primary_key[0])
@@ -318,14 +333,8 @@ class Ledger:
                     reboots=reboots,
                 )
             )
-            conn.execute(
-                insert(t.audit).values(
-                    at=_utc(at),
-                    who=by,
-                    action="approve",
-                    detail=f"{plan_id} {plan_hash}" + (" with reboots" if reboots else ""),
-                )
-            )
+            detail = f"{plan_id} {plan_hash}" + (" with reboots" if reboots else "")
+            _audit(conn, at, by, "approve", detail)
 
     def approvals(self, plan_id: str) -> list[dict[str, Any]]:
         query = select(t.approvals).where(t.approvals.c.plan_id == plan_id)
@@ -385,9 +394,7 @@ class Ledger:
                 .where(t.runs.c.id == run_id)
                 .values(status="running", reason="", ended=None, heartbeat=_utc(at))
             )
-            conn.execute(
-                insert(t.audit).values(at=_utc(at), who=holder, action="resume", detail=run_id)
-            )
+            _audit(conn, at, holder, "resume", run_id)
 
     def record_batch(
         self,
@@ -572,11 +579,7 @@ class Ledger:
                 .where(t.snapshots.c.run_id == run_id, t.snapshots.c.host == host)
                 .values(released=_utc(at))
             )
-            conn.execute(
-                insert(t.audit).values(
-                    at=_utc(at), who="patchkit", action="release", detail=f"{run_id} {host}"
-                )
-            )
+            _audit(conn, at, "patchkit", "release", f"{run_id} {host}")
 
     # ------------------------------------------------------------------ locks
 
@@ -584,16 +587,7 @@ class Ledger:
         """The locks held on ``hosts`` (by any run)."""
         query = select(t.locks).where(t.locks.c.host.in_(list(hosts))).order_by(t.locks.c.host)
         with self._tx("cannot read") as conn:
-            return [
-                {
-                    "host": r.host,
-                    "run": r.run_id,
-                    "holder": r.holder,
-                    "acquired": _aware(r.acquired),
-                    "heartbeat": _aware(r.heartbeat),
-                }
-                for r in conn.execute(query)
-            ]
+            return [_lock_row(r) for r in conn.execute(query)]
 
     def lock(
         self,
@@ -627,15 +621,7 @@ class Ledger:
         blocking = [
             r
             for r in held
-            if (r.run_id != run_id or r.holder != holder)
-            and not may_take(
-                {
-                    "host": r.host,
-                    "run": r.run_id,
-                    "holder": r.holder,
-                    "heartbeat": _aware(r.heartbeat),
-                }
-            )
+            if (r.run_id != run_id or r.holder != holder) and not may_take(_lock_row(r))
         ]
         if blocking:
             first = blocking[0]
@@ -703,14 +689,8 @@ class Ledger:
                         **values,
                     )
                 )
-            conn.execute(
-                insert(t.audit).values(
-                    at=_utc(ended),
-                    who=who,
-                    action="rollback",
-                    detail=f"{run_id} {result.host}: {result.status}: {result.message}",
-                )
-            )
+            detail = f"{run_id} {result.host}: {result.status}: {result.message}"
+            _audit(conn, ended, who, "rollback", detail)
 
     def finish_run(self, run_id: str, *, status: str, reason: str, at: datetime) -> None:
         with self._tx("cannot write to") as conn:

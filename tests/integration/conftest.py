@@ -88,6 +88,13 @@ def lab(lab_config: LabConfig, tmp_path_factory: pytest.TempPathFactory) -> Iter
             lifecycle.down(lab_config, inventory_dir)
 
 
+def drop_run_snapshots(config: LabConfig) -> None:
+    """Delete the lab snapshots runs took (a test's retention is its own length)."""
+    for snap in hosts.snapshots(config):
+        if snap.name.startswith("run-"):
+            hosts.delete_snapshot(config, config.parse_host(snap.host), snap.name)
+
+
 @pytest.fixture
 def env(tmp_path: Path, lab_config: LabConfig) -> Iterator[dict[str, str]]:
     """Environment for the patchkit CLI: a SQLite ledger of the test's own, the lab root."""
@@ -95,9 +102,7 @@ def env(tmp_path: Path, lab_config: LabConfig) -> Iterator[dict[str, str]]:
         "PATCHKIT_LEDGER": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
         "PATCHKIT_LAB_ROOT": str(lab_config.root),
     }
-    for snap in hosts.snapshots(lab_config):  # runs take lab snapshots; release them
-        if snap.name.startswith("run-"):
-            hosts.delete_snapshot(lab_config, lab_config.parse_host(snap.host), snap.name)
+    drop_run_snapshots(lab_config)
 
 
 @pytest.fixture

@@ -345,3 +345,13 @@ def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
         yield name
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty ledger database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'l.sqlite'}"
+    # Looked up only here, so that a run of the SQLite tests alone starts no server.
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.url(request.getfixturevalue("postgres_database"))

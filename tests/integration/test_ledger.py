@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,23 +17,10 @@ from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, PendingUpdate
 
-if TYPE_CHECKING:
-    # Only the type: importing the module itself is pytest_plugins' job (see postgres.py).
-    from .postgres import PostgresServer
-
+# ledger_url (a ledger on SQLite and on PostgreSQL) and the server come from this plugin.
 pytest_plugins = ["tests.integration.postgres"]
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of a new, empty ledger database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'l.sqlite'}"
-    # Looked up only here, so that a run of the SQLite tests alone starts no server.
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.url(request.getfixturevalue("postgres_database"))
 
 
 def finding(host: str, at: datetime, *updates: tuple[str, str]) -> Finding:

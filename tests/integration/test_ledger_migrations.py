@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
@@ -13,20 +11,10 @@ from patchkit.errors import LedgerError
 from patchkit.ledger import Ledger, migrations
 from patchkit.ledger import schema as t
 
-if TYPE_CHECKING:
-    from .postgres import PostgresServer
-
+# ledger_url (a ledger on SQLite and on PostgreSQL) and the server come from this plugin.
 pytest_plugins = ["tests.integration.postgres"]
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'l.sqlite'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.url(request.getfixturevalue("postgres_database"))
 
 
 def version_1_ledger(url: str) -> None:

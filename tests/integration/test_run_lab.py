@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -25,6 +24,7 @@ from .conftest import (
     POLICY,
     TEST_HOSTS,
     approve,
+    drop_run_snapshots,
     http_status,
     patchkit_cli,
     planned_id,
@@ -34,27 +34,16 @@ from .conftest import (
     variant,
 )
 
-if TYPE_CHECKING:
-    from .postgres import PostgresServer
-
 pytest_plugins = ["tests.integration.postgres"]
 
 NAMES = [f"host{i}" for i in range(1, TEST_HOSTS + 1)]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def env(
-    request: pytest.FixtureRequest, tmp_path: Path, lab_config: LabConfig
-) -> Iterator[dict[str, str]]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.url(request.getfixturevalue("postgres_database"))
-    yield {"PATCHKIT_LEDGER": url, "PATCHKIT_LAB_ROOT": str(lab_config.root)}
-    for snap in hosts.snapshots(lab_config):  # runs take lab snapshots; release them
-        if snap.name.startswith("run-"):
-            hosts.delete_snapshot(lab_config, lab_config.parse_host(snap.host), snap.name)
+@pytest.fixture
+def env(ledger_url: str, lab_config: LabConfig) -> Iterator[dict[str, str]]:
+    """The CLI's environment with a ledger on each backend (``ledger_url``, postgres.py)."""
+    yield {"PATCHKIT_LEDGER": ledger_url, "PATCHKIT_LAB_ROOT": str(lab_config.root)}
+    drop_run_snapshots(lab_config)
 
 
 def test_unapproved_or_changed_plans_are_refused(
