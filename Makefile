@@ -64,7 +64,7 @@ unit: install
 # The test labs are torn down by the fixtures; the trailing `lab down` also covers a pytest that
 # was interrupted before its fixtures could finish.
 integration: install
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/pytest tests/integration --durations=30 $(PYTEST_ARGS); rc=$$?; \
 	  $(PK) lab $(TEST_LAB) down; $(PK) lab $(LIFE_LAB) down; exit $$rc
 
 test: lint unit integration

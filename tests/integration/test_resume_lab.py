@@ -14,6 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from patchkit.lab import lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
@@ -27,6 +29,7 @@ from .conftest import (
     planned_id,
     said,
     states,
+    variant,
 )
 
 NAMES = [f"host{i}" for i in range(1, TEST_HOSTS + 1)]
@@ -99,22 +102,56 @@ def test_resume_finishes_a_window_whose_controller_was_killed(
     assert ended.returncode == 3 and "nothing to resume" in said(ended)
 
 
-def test_a_full_ledger_disk_stops_the_run_and_resume_finishes_it(
-    lab_config: LabConfig, lab: Path, env: dict[str, str], tmp_path: Path, pristine: None
+SCOPED = ("name: lab\n", "name: lab\nscope: {include: [dev, staging]}\n")  # two batches
+
+
+def break_the_ledger(fault: str, ledger_dir: Path) -> None:
+    if fault == "disk-full":
+        fill = ["dd", "if=/dev/zero", f"of={ledger_dir / 'fill'}", "bs=64k"]
+        subprocess.run(fill, capture_output=True, check=False)  # until ENOSPC
+    else:
+        # What a filesystem remounted read-only after an error looks like to the open ledger: its
+        # writes fail. (A real `remount,ro` is refused while the file is open for writing. The
+        # -shm file stays writable: SQLite maps it, and an immutable map would kill the process
+        # with SIGBUS, which is a different fault from the one tested here.)
+        names = [str(ledger_dir / n) for n in ("ledger.sqlite", "ledger.sqlite-wal")]
+        subprocess.run(["chattr", "+i", *names], check=True)
+
+
+def repair_the_ledger(fault: str, ledger_dir: Path) -> None:
+    if fault == "disk-full":
+        (ledger_dir / "fill").unlink()
+    else:
+        names = [str(ledger_dir / n) for n in ("ledger.sqlite", "ledger.sqlite-wal")]
+        subprocess.run(["chattr", "-i", *names], check=False)  # also after a partial set-up
+
+
+@pytest.mark.parametrize("fault", ["disk-full", "read-only"])
+def test_a_ledger_that_stops_taking_writes_stops_the_run_and_resume_finishes_it(
+    fault: str,
+    lab_config: LabConfig,
+    lab: Path,
+    env: dict[str, str],
+    tmp_path: Path,
+    pristine: None,
 ) -> None:
-    """The ledger's disk fills up mid-batch: the run stops with a clear error instead of
-    patching on without records; nothing is half-written; once there is room, resume
-    completes the window."""
-    mount = tmp_path / "ledgerfs"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    """The ledger's disk fills up, or its file turns read-only, mid-batch: the run stops with a
+    clear error instead of patching on without records; nothing is half-written; once the
+    ledger takes writes again, resume completes the window."""
+    ledger_dir = tmp_path / "ledgerfs"
+    ledger_dir.mkdir()
+    if fault == "disk-full":
+        mount = ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(ledger_dir)]
+        subprocess.run(mount, check=True)
+    policy = variant(tmp_path, SCOPED)
+    names = ["host1", "host2"]
     try:
-        env = env | {"PATCHKIT_LEDGER": f"sqlite:///{mount / 'ledger.sqlite'}"}
+        env = env | {"PATCHKIT_LEDGER": f"sqlite:///{ledger_dir / 'ledger.sqlite'}"}
         lifecycle.set_updates(lab_config, "demo-svc", publish=False)
         try:
-            plan_id = planned_id(lab, env)
+            plan_id = planned_id(lab, env, policy)
             approve(plan_id, env)
-            argv = [sys.executable, "-m", "patchkit", "run", plan_id, "-p", POLICY, "-i", str(lab)]
+            argv = [sys.executable, "-m", "patchkit", "run", plan_id, "-p", policy, "-i", str(lab)]
             proc = subprocess.Popen(
                 [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, **env},
@@ -122,17 +159,17 @@ def test_a_full_ledger_disk_stops_the_run_and_resume_finishes_it(
             assert proc.stdout is not None
             for line in proc.stdout:
                 if json.loads(line).get("task") == "patchkit precheck result":
-                    fill = ["dd", "if=/dev/zero", f"of={mount / 'fill'}", "bs=64k"]
-                    subprocess.run(fill, capture_output=True, check=False)  # until ENOSPC
+                    break_the_ledger(fault, ledger_dir)
                     break
             _, err = proc.communicate(timeout=600)
             assert proc.returncode == 2, err
             message = " ".join(err.split())
             assert "Traceback" not in err
-            assert "cannot write to the ledger" in message and "full" in message
+            assert "cannot write to the ledger" in message
+            assert ("full" if fault == "disk-full" else "I/O error") in message
             assert "stopped during batch 1" in message and "patchkit resume" in message
-            (mount / "fill").unlink()
-            ledger_file = mount / "ledger.sqlite"
+            repair_the_ledger(fault, ledger_dir)
+            ledger_file = ledger_dir / "ledger.sqlite"
             check = subprocess.run(
                 ["python3", "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
                  ".execute('PRAGMA integrity_check').fetchone()[0])", str(ledger_file)],
@@ -142,7 +179,7 @@ def test_a_full_ledger_disk_stops_the_run_and_resume_finishes_it(
             record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
             assert record is not None and record["status"] == "running"
             done = patchkit_cli(
-                "resume", record["id"], "-p", POLICY, "-i", str(lab), "--take-over", env=env
+                "resume", record["id"], "-p", policy, "-i", str(lab), "--take-over", env=env
             )
             assert done.returncode == 0, done.stderr
         finally:
@@ -150,8 +187,13 @@ def test_a_full_ledger_disk_stops_the_run_and_resume_finishes_it(
         record = Ledger(env["PATCHKIT_LEDGER"]).run_record(record["id"])
         assert record is not None and record["status"] == "completed"
         rows = Counter((p["host"], p["phase"]) for p in record["phases"])
-        assert set(rows.values()) == {1} and len(rows) == 5 * len(NAMES)
+        assert set(rows.values()) == {1} and len(rows) == 5 * len(names)
         after = states(lab)
-        assert all(after[name].packages["demo-lib"] == "1.1" for name in NAMES)
+        assert all(after[name].packages["demo-lib"] == "1.1" for name in names)
+        untouched = [name for name in NAMES if name not in names]
+        assert all(after[name].packages["demo-lib"] == "1.0" for name in untouched)
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        if fault == "disk-full":
+            subprocess.run(["umount", "-l", str(ledger_dir)], check=False)
+        else:
+            repair_the_ledger(fault, ledger_dir)
