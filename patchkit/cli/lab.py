@@ -200,7 +200,7 @@ def snapshot(ctx: click.Context, host: str, name: str, delete: bool) -> None:
     """Take (or delete) a read-only snapshot NAME of HOST's disk."""
     config = _config(ctx)
     index = config.parse_host(host)
-    with lifecycle.locked(config):
+    with lifecycle.locked(config, index):
         if delete:
             hosts.delete_snapshot(config, index, name)
             err_console.print(f"deleted {config.host_name(index)}@{name}")
@@ -219,7 +219,7 @@ def restore(ctx: click.Context, host: str, name: str) -> None:
     index = config.parse_host(host)
     with (
         err_console.status(f"restoring {config.host_name(index)}@{name}…"),
-        lifecycle.locked(config),
+        lifecycle.locked(config, index),
     ):
         hosts.restore(config, index, name)
     err_console.print(f"{config.host_name(index)} restored to {name}")
@@ -299,7 +299,7 @@ def start(ctx: click.Context, host: str) -> None:
     """Power HOST on and wait for SSH."""
     config = _config(ctx)
     index = config.parse_host(host)
-    with lifecycle.locked(config):
+    with lifecycle.locked(config, index):
         hosts.start(config, index)
         hosts.wait_ssh(config, [index])
 
@@ -310,5 +310,6 @@ def start(ctx: click.Context, host: str) -> None:
 def stop(ctx: click.Context, host: str) -> None:
     """Power HOST off cleanly."""
     config = _config(ctx)
-    with lifecycle.locked(config):
-        hosts.stop(config, config.parse_host(host))
+    index = config.parse_host(host)
+    with lifecycle.locked(config, index):
+        hosts.stop(config, index)

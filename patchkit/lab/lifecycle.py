@@ -27,12 +27,23 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def locked(config: LabConfig) -> Iterator[None]:
-    """One lab-changing command at a time per lab (the lock goes with the process)."""
+def locked(config: LabConfig, host: int | None = None) -> Iterator[None]:
+    """One lab-changing command at a time per lab, or per host when ``host`` is given.
+
+    A command on one host (snapshot, restore, start, stop) shares the lab's lock and holds its
+    host's alone, so that a batch's hosts are restored side by side; bringing the lab up or
+    down waits for all of them. The locks go with the process.
+    """
     config.root.mkdir(parents=True, exist_ok=True)
     with (config.root / f".{config.name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        fcntl.flock(handle, fcntl.LOCK_EX if host is None else fcntl.LOCK_SH)
+        if host is None:
+            yield
+            return
+        name = config.host_name(host)
+        with (config.root / f".{config.name}.{name}.lock").open("w") as mine:
+            fcntl.flock(mine, fcntl.LOCK_EX)
+            yield
 
 
 # ---------------------------------------------------------------- lxcfs
