@@ -16,6 +16,7 @@ from patchkit.errors import ExitCode, PatchkitError
 from .lab import lab
 from .planning import assess, plan, scope
 from .policy import policy
+from .report import report, runs
 from .rollback import release, rollback
 from .window import approve, resume, run, status
 
@@ -47,7 +48,8 @@ def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> No
 
 cli.add_command(lab)
 cli.add_command(policy)
-for command in (scope, assess, plan, approve, run, resume, status, rollback, release):
+cli.add_command(report)
+for command in (scope, assess, plan, approve, run, resume, status, runs, rollback, release):
     cli.add_command(command)
 
 

@@ -17,12 +17,14 @@ from rich.live import Live
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console
 from patchkit.cli.planning import inventory_option, load_inventory, required_policy
+from patchkit.cli.report import report_of
 from patchkit.errors import ExitCode, PlanningError, RefusedError
 from patchkit.execution import window
 from patchkit.execution.runner import TaskResult, ansible_env
 from patchkit.ledger import Ledger
 from patchkit.planning.plan import input_hashes
-from patchkit.reports import run as run_report
+from patchkit.reports import run_report
+from patchkit.reports.run import RunProgress
 
 
 def _ledger(ctx: click.Context) -> Ledger:
@@ -181,7 +183,7 @@ def _drive(
     if mitogen:
         ansible_env(mitogen=True)  # not installed: say so before anything starts
 
-    progress = run_report.RunProgress(body, lambda: datetime.now(UTC))
+    progress = RunProgress(body, lambda: datetime.now(UTC))
     stop = threading.Event()
 
     live = Live(progress.render(), console=err_console, refresh_per_second=4, transient=True)
@@ -228,7 +230,7 @@ def _drive(
     if as_json:
         click.echo(json.dumps({"event": "end", "run": record}, default=str))
     elif record is not None:
-        console.print(run_report.run_tables(record))
+        console.print(run_report.to_text(report_of(ledger, summary.run_id)))
     if summary.status != "completed":
         sys.exit(ExitCode.FAILURES)
 
@@ -238,13 +240,18 @@ def _drive(
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, as_json: bool) -> None:
-    """Show a run (default: the newest) from the ledger alone."""
-    record = _ledger(ctx).run_record(run_id)
-    if record is None:
-        raise PlanningError(
-            f"no run {run_id}" if run_id else "no run recorded yet", hint="patchkit run PLAN_ID"
-        )
+    """Show a run (default: the newest) from the ledger alone.
+
+    The same tables as 'patchkit report run'; --json prints the ledger's record of the run.
+    """
+    ledger = _ledger(ctx)
     if as_json:
+        record = ledger.run_record(run_id)
+        if record is None:
+            raise PlanningError(
+                f"no run {run_id}" if run_id else "no run recorded yet",
+                hint="patchkit run PLAN_ID",
+            )
         click.echo(json.dumps(record, default=str, indent=2))
     else:
-        console.print(run_report.run_tables(record))
+        console.print(run_report.to_text(report_of(ledger, run_id)))

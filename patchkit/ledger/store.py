@@ -700,6 +700,117 @@ class Ledger:
                 .values(status=status, reason=reason, ended=_utc(at), heartbeat=_utc(at))
             )
 
+    def runs(
+        self,
+        *,
+        statuses: Collection[str] = (),
+        policy: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Runs, newest first, with their plan's policy and window and per-run host counts."""
+        per_batch = (
+            select(
+                t.batches.c.run_id,
+                func.count().label("batches"),
+                func.coalesce(func.sum(t.batches.c.hosts), 0).label("hosts"),
+                func.coalesce(func.sum(t.batches.c.failed), 0).label("failed"),
+            )
+            .group_by(t.batches.c.run_id)
+            .subquery()
+        )
+        query = (
+            select(
+                t.runs, t.plans.c.policy, t.plans.c.window, per_batch.c.batches,
+                per_batch.c.hosts, per_batch.c.failed,
+            )
+            .join(t.plans, t.plans.c.id == t.runs.c.plan_id)
+            .outerjoin(per_batch, per_batch.c.run_id == t.runs.c.id)
+            .order_by(t.runs.c.started.desc(), t.runs.c.id.desc())
+        )  # fmt: skip
+        if statuses:
+            query = query.where(t.runs.c.status.in_(list(statuses)))
+        if policy:
+            query = query.where(t.plans.c.policy == policy)
+        if since:
+            query = query.where(t.runs.c.started >= _utc(since))
+        if limit:
+            query = query.limit(limit)
+        with self._tx("cannot read") as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "id": r.id,
+                "plan": r.plan_id,
+                "policy": r.policy,
+                "window": r.window,
+                "status": r.status,
+                "reason": r.reason,
+                "started": _aware(r.started),
+                "ended": _aware(r.ended) if r.ended else None,
+                "batches": int(r.batches or 0),
+                "hosts": int(r.hosts or 0),
+                "failed": int(r.failed or 0),
+            }
+            for r in rows
+        ]
+
+    def installed_updates(self) -> list[dict[str, Any]]:
+        """Every update a run installed and kept (a rollback undid it: left out), with when it
+        was first seen pending on that host and its origin: the data of time-to-patch."""
+        hp, pc = t.host_phases, t.package_changes
+        with self._tx("cannot read") as conn:
+            ended = {
+                (r.run_id, r.host, r.phase): (r.status, r.ended)
+                for r in conn.execute(
+                    select(hp.c.run_id, hp.c.host, hp.c.phase, hp.c.status, hp.c.ended).where(
+                        hp.c.phase.in_(("patch", "rollback"))
+                    )
+                )
+            }
+            changes = conn.execute(
+                select(pc.c.run_id, pc.c.host, pc.c.package, pc.c.after)
+                .where(pc.c.after.is_not(None))
+                .order_by(pc.c.id)
+            ).all()
+            seen = {
+                (r.host, r.package, r.candidate): (r.first, r.origin)
+                for r in conn.execute(
+                    select(
+                        t.findings.c.host,
+                        t.pending_updates.c.package,
+                        t.pending_updates.c.candidate,
+                        func.min(t.pending_updates.c.first_seen).label("first"),
+                        func.max(t.pending_updates.c.origin).label("origin"),
+                    )
+                    .join(t.findings, t.findings.c.id == t.pending_updates.c.finding_id)
+                    .group_by(
+                        t.findings.c.host,
+                        t.pending_updates.c.package,
+                        t.pending_updates.c.candidate,
+                    )
+                )
+            }
+        out = []
+        for c in changes:
+            patched = ended.get((c.run_id, c.host, "patch"))
+            undone = ended.get((c.run_id, c.host, "rollback"))
+            if patched is None or patched[1] is None or (undone and undone[0] == "ok"):
+                continue
+            first, origin = seen.get((c.host, c.package, c.after), (None, None))
+            out.append(
+                {
+                    "run": c.run_id,
+                    "host": c.host,
+                    "package": c.package,
+                    "version": c.after,
+                    "installed_at": _aware(patched[1]),
+                    "first_seen": _aware(first) if first else None,
+                    "origin": origin,
+                }
+            )
+        return out
+
     def run_record(self, run_id: str | None = None) -> dict[str, Any] | None:
         """A run with its batches, host phases and package changes (the newest if no id)."""
         with self._tx("cannot read") as conn:
@@ -755,6 +866,7 @@ class Ledger:
                     "status": p.status,
                     "message": p.message,
                     "seconds": json.loads(p.data).get("seconds"),
+                    "data": json.loads(p.data),
                 }
                 for p in phases
             ],

@@ -436,6 +436,11 @@ class Reporting(Section):
         },
         description="Days from an update being known to it being installed, per severity.",
     )
+    due_soon: int = Field(
+        default=2,
+        ge=0,
+        description="Days before its deadline from which an outstanding update is due soon.",
+    )
 
 
 class Policy(Section):

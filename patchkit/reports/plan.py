@@ -461,7 +461,8 @@ def md(value: object) -> str:
 
 
 @cache
-def _environment() -> Environment:
+def template_environment() -> Environment:
+    """The Jinja environment of every report template (HTML autoescaped, Markdown not)."""
     env = Environment(
         loader=PackageLoader("patchkit.reports", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
@@ -476,7 +477,7 @@ def _environment() -> Environment:
 
 
 def _render(name: str, plan: Plan) -> str:
-    template = _environment().get_template(name)
+    template = template_environment().get_template(name)
     return template.render(
         plan=plan,
         f=facts(plan),

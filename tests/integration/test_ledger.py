@@ -138,6 +138,27 @@ def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
     assert ledger.run_record("run-nope") is None
 
 
+def test_runs_are_listed_newest_first_with_counts_and_filters(ledger_url: str) -> None:
+    ledger = ledger_with_plan(ledger_url)
+    for number, (status, failed) in enumerate([("completed", 0), ("halted", 2), ("failed", 1)]):
+        run_id, start = f"run-{number}", T0 + timedelta(days=number)
+        ledger.start_run(run_id, "plan-abc", "abc" * 10, at=start, holder="ctl:1")
+        ledger.record_batch(run_id, 1, status="completed", hosts=2, started=start, ended=start)
+        ledger.record_batch(run_id, 2, status=status, hosts=3, failed=failed, started=start)
+        ledger.finish_run(run_id, status=status, reason=f"why {number}", at=start)
+    ledger.start_run("run-9", "plan-abc", "abc" * 10, at=T0 + timedelta(days=9), holder="c:2")
+    listed = ledger.runs()
+    assert [r["id"] for r in listed] == ["run-9", "run-2", "run-1", "run-0"]
+    assert listed[0]["status"] == "running" and listed[0]["hosts"] == 0  # no batch yet
+    assert {k: listed[2][k] for k in ("policy", "window", "batches", "hosts", "failed")} == {
+        "policy": "p", "window": "w", "batches": 2, "hosts": 5, "failed": 2
+    }  # fmt: skip
+    assert listed[2]["started"] == T0 + timedelta(days=1) and listed[2]["reason"] == "why 1"
+    assert [r["id"] for r in ledger.runs(statuses=["halted", "failed"])] == ["run-2", "run-1"]
+    assert [r["id"] for r in ledger.runs(since=T0 + timedelta(days=2), limit=1)] == ["run-9"]
+    assert ledger.runs(policy="other") == []
+
+
 # ---------------------------------------------------------------- SQLite only
 
 

@@ -184,6 +184,26 @@ def test_unreachable_and_lost_hosts_are_recorded_with_their_phase(
     for name in ("host2", "host5", "host6"):
         assert after[name].packages["demo-kernel"] == "1.1"
 
+    # The run report tells the same story from the ledger alone, in each format.
+    shown = patchkit_cli("report", "run", record["id"], "--format", "json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    outcomes = {h["host"]: h["outcome"] for h in report["hosts"]}
+    assert outcomes == {
+        "host1": "patched", "host2": "patched", "host3": "unreachable", "host4": "rolled back",
+        "host5": "patched", "host6": "patched",
+    }  # fmt: skip
+    left = {x["host"]: x["why"] for x in report["left"]}
+    assert set(left) == {"host3", "host4"} and left["host3"].startswith("unreachable: precheck")
+    assert "rollback ok" in left["host4"]
+    table = patchkit_cli("report", "run", "--format", "csv", env=env)  # the newest run
+    in_order = [h["host"] for h in report["hosts"]]  # by batch, then name
+    assert [line.split(",")[2] for line in table.stdout.splitlines()[1:]] == in_order
+    markdown = patchkit_cli("report", "run", record["id"], "--format", "markdown", env=env)
+    assert markdown.stdout.startswith(f"# Patch run {record['id']}: failed")
+    listed = json.loads(patchkit_cli("runs", "--status", "failed", "--json", env=env).stdout)
+    assert [r["id"] for r in listed] == [record["id"]] and listed[0]["failed"] >= 1
+
 
 def test_ctrl_c_stops_cleanly_and_records_what_is_known(
     lab: Path, env: dict[str, str], pristine: None

@@ -1,0 +1,202 @@
+"""``patchkit runs`` and ``patchkit report``: what the ledger proves about past windows."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from patchkit import policy as policy_lib
+from patchkit.cli.consoles import console, err_console
+from patchkit.cli.planning import inventory_option, load_inventory, parse_time, required_policy
+from patchkit.errors import PlanningError
+from patchkit.ledger import Ledger
+from patchkit.reports import compliance, run_report
+
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
+RUN_FORMATS: dict[str, Callable[[run_report.RunReport], str]] = {
+    "json": run_report.to_json,
+    "csv": run_report.to_csv,
+    "markdown": run_report.to_markdown,
+    "html": run_report.to_html,
+}
+
+
+def _ledger(ctx: click.Context) -> Ledger:
+    return Ledger(ctx.obj.get("ledger") if ctx.obj else None)
+
+
+def report_of(ledger: Ledger, run_id: str | None) -> run_report.RunReport:
+    """The run report of ``run_id`` (default: the newest run) from the ledger alone."""
+    record = ledger.run_record(run_id)
+    if record is None:
+        raise PlanningError(
+            f"no run {run_id} in {ledger.url}" if run_id else f"no run recorded in {ledger.url}",
+            hint="'patchkit runs' lists the runs there are",
+        )
+    body = ledger.plan(record["plan"]) or {}
+    return run_report.build(record, body, ledger.approvals(record["plan"]))
+
+
+@click.command()
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only runs that ended so (repeat for several): completed, incomplete, failed, halted, "
+    "stopped-at-cutoff, interrupted, running.",
+)
+@click.option("--policy", "policy_name", help="Only runs of plans of this policy (its name).")
+@click.option("--since", help="Only runs started at or after this ISO 8601 time.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    statuses: tuple[str, ...],
+    policy_name: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List the recorded runs, newest first, with their outcome."""
+    found = _ledger(ctx).runs(
+        statuses=statuses,
+        policy=policy_name,
+        since=parse_time(since) if since else None,
+        limit=limit,
+    )
+    if as_json:
+        click.echo(json.dumps(found, default=str, indent=2))
+        return
+    if not found:
+        err_console.print("no runs match")
+        return
+    table = Table(title=f"{len(found)} run(s), newest first", title_justify="left")
+    for column in ("run", "policy", "window", "started", "minutes", "status", "hosts", "failed"):
+        table.add_column(column)
+    table.add_column("why")
+    for r in found:
+        minutes = f"{(r['ended'] - r['started']).total_seconds() / 60:.1f}" if r["ended"] else "-"
+        table.add_row(
+            r["id"], Text(r["policy"]), Text(r["window"]), f"{r['started']:%Y-%m-%d %H:%M}",
+            minutes, r["status"], str(r["hosts"]), str(r["failed"]), Text(r["reason"][:100]),
+        )  # fmt: skip
+    console.print(table)
+
+
+COMPLIANCE_FORMATS: dict[str, Callable[[compliance.ComplianceReport], str]] = {
+    "json": compliance.to_json,
+    "csv": compliance.to_csv,
+    "markdown": compliance.to_markdown,
+    "html": compliance.to_html,
+}
+
+
+def _format_option(formats: dict[str, Any], what: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", *formats]),
+        default="text",
+        show_default=True,
+        help=f"text for the terminal; json ({what}), csv, markdown (for a change ticket), html "
+        "(one self-contained page with charts, nothing fetched).",
+    )
+
+
+output_option = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
+)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {output}")
+
+
+def _plain(renderable: Any) -> str:
+    """Terminal tables as plain text, for a file."""
+    out = io.StringIO()
+    Console(file=out, width=160, no_color=True).print(renderable)
+    return out.getvalue()
+
+
+@click.group()
+def report() -> None:
+    """Reports from the ledger: a run planned against what happened; compliance."""
+
+
+@report.command("run")
+@click.argument("run_id", required=False)
+@_format_option(RUN_FORMATS, "docs/run-report-format.md")
+@output_option
+@click.pass_context
+def run_command(ctx: click.Context, run_id: str | None, fmt: str, output: Path | None) -> None:
+    """What RUN_ID (default: the newest run) planned against what happened.
+
+    Per batch and host: phases with durations, package versions before and after, reboots,
+    verification, the message of every failure, rollbacks, and what was left for the next
+    window and why (halted, cutoff, held back, out of the plan).
+    """
+    made = report_of(_ledger(ctx), run_id)
+    if fmt == "text" and output is None:
+        console.print(run_report.to_text(made))
+        return
+    _emit(RUN_FORMATS[fmt](made) if fmt != "text" else _plain(run_report.to_text(made)), output)
+
+
+@report.command("compliance")
+@required_policy
+@inventory_option
+@click.option("--at", "at_text", help="Judge compliance at this ISO 8601 time (default: now).")
+@_format_option(COMPLIANCE_FORMATS, "docs/compliance-report-format.md")
+@output_option
+@click.pass_context
+def compliance_command(
+    ctx: click.Context,
+    policy_path: Path,
+    inventory_path: Path,
+    at_text: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Every in-scope host's outstanding updates against the policy's deadlines.
+
+    Per host and update: severity, how long it has been known (from assessments), its deadline
+    and whether it is compliant, due soon or overdue; exceptions with owner and expiry (expired
+    ones flagged); totals per environment, tier and group; mean time to patch per severity; and
+    how many windows completed, per month. Run 'patchkit assess' first for current findings.
+    """
+    at = parse_time(at_text)
+    loaded = policy_lib.load(policy_path)
+    with err_console.status("reading the inventory and the ledger…"):
+        hosts = load_inventory(inventory_path)
+        ledger = _ledger(ctx)
+        made = compliance.build(
+            loaded,
+            hosts,
+            ledger.latest_findings([h.name for h in hosts]),
+            ledger.installed_updates(),
+            ledger.runs(policy=loaded.name),
+            at,
+        )
+    if fmt == "text" and output is None:
+        console.print(compliance.to_text(made))
+        return
+    _emit(
+        COMPLIANCE_FORMATS[fmt](made) if fmt != "text" else _plain(compliance.to_text(made)),
+        output,
+    )

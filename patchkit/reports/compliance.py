@@ -1,0 +1,461 @@
+"""The compliance report: every in-scope host's outstanding updates against the policy's
+deadline per severity, the exceptions in force, time to patch, and how windows went.
+
+Pure: built from the policy, the inventory's hosts, the newest finding per host, the updates runs
+installed and the list of runs (plain data the ledger adapter loads), at a given time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from patchkit.model import Finding, Host, PendingUpdate, Severity
+from patchkit.planning import scope as scoping
+from patchkit.planning.priority import (
+    Matcher,
+    criticality_of,
+    is_security,
+    package_exception,
+    severity_of,
+)
+from patchkit.policy.model import Policy, PolicyException
+from patchkit.reports import charts
+from patchkit.reports.plan import md, template_environment
+
+FORMAT = "patchkit-compliance-report/1"
+# Worst first: a host's status is the worst of its updates'.
+STATUSES = ("overdue", "due soon", "unknown", "excepted", "compliant")
+COLOURS = {"overdue": "red", "due soon": "yellow", "unknown": "magenta", "compliant": "green"}
+
+
+@dataclass(frozen=True)
+class Outstanding:
+    package: str
+    installed: str | None
+    candidate: str
+    severity: str
+    first_seen: datetime
+    age_days: float
+    deadline: datetime
+    status: str  # overdue / due soon / compliant / excepted
+    exception: str  # "owner, until DATE: reason" when an exception holds it
+
+
+@dataclass(frozen=True)
+class HostCompliance:
+    host: str
+    tier: str
+    env: str
+    groups: tuple[str, ...]
+    status: str  # the worst of its updates; unknown when never assessed or unreachable
+    assessed_at: datetime | None
+    note: str  # why unknown, or the host's exception
+    updates: tuple[Outstanding, ...]
+
+
+@dataclass(frozen=True)
+class ExceptionRow:
+    hosts: tuple[str, ...]
+    packages: tuple[str, ...]
+    owner: str
+    reason: str
+    expires: str
+    expired: bool
+    applies_to: tuple[str, ...]  # inventory hosts it names (all of them, for package-only ones)
+
+
+@dataclass(frozen=True)
+class Total:
+    by: str  # group / tier / env
+    name: str
+    hosts: int
+    statuses: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class TimeToPatch:
+    severity: str
+    updates: int
+    mean_days: float
+    within_deadline: int
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    period: str  # YYYY-MM
+    runs: int
+    completed: int
+    success_rate: float  # completed / runs, 0..1
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    policy: str
+    at: datetime
+    deadlines: Mapping[str, int]
+    due_soon_days: int
+    hosts: tuple[HostCompliance, ...]
+    counts: Mapping[str, int]  # hosts per status
+    by_severity: Mapping[str, Mapping[str, int]]  # severity -> update status -> count
+    totals: tuple[Total, ...]
+    exceptions: tuple[ExceptionRow, ...]
+    time_to_patch: tuple[TimeToPatch, ...]
+    latency: tuple[tuple[str, float], ...]  # per run (oldest first): mean days to patch
+    windows: tuple[WindowStats, ...]
+
+
+def _describe(exc: PolicyException) -> str:
+    return f"{exc.owner}, until {exc.expires}: {exc.reason}"
+
+
+def _update_status(
+    first: datetime, severity: Severity, policy: Policy, at: datetime
+) -> tuple[datetime, str]:
+    deadline = first + timedelta(days=policy.reporting.deadlines.get(severity, 30))
+    if at > deadline:
+        return deadline, "overdue"
+    if at >= deadline - timedelta(days=policy.reporting.due_soon):
+        return deadline, "due soon"
+    return deadline, "compliant"
+
+
+def _worst(statuses: Sequence[str]) -> str:
+    return min(statuses, key=STATUSES.index) if statuses else "compliant"
+
+
+def build(
+    policy: Policy,
+    hosts: Sequence[Host],
+    findings: Mapping[str, Finding],
+    installed: Sequence[Mapping[str, Any]],
+    runs: Sequence[Mapping[str, Any]],
+    at: datetime,
+) -> ComplianceReport:
+    """Compliance of ``hosts`` under ``policy`` at ``at``.
+
+    ``installed``: ``Ledger.installed_updates()``; ``runs``: ``Ledger.runs()``.
+    """
+    match = scoping.matcher(hosts)
+    entries = scoping.resolve(hosts, policy, at.date(), match)
+    live = scoping.live_exceptions(policy, at.date())
+    patched = {(r["host"], r["package"], r["version"]): r["installed_at"] for r in installed}
+    rows: list[HostCompliance] = []
+    by_severity: dict[str, Counter[str]] = {s.value: Counter() for s in Severity}
+    for entry in entries:
+        host = entry.host
+        whole = scoping.host_exception(host, live, match)
+        if not entry.in_scope and whole is None:
+            continue  # out of scope or excluded: not governed by this policy
+        _, tier = criticality_of(host, policy, match)
+        env = str(host.var("env") or "-")
+        finding = findings.get(host.name)
+        if finding is None or not finding.reachable:
+            note = "never assessed" if finding is None else f"unreachable: {finding.message}"
+            rows.append(
+                HostCompliance(host.name, tier, env, host.groups, "unknown",
+                               finding.assessed_at if finding else None, note, ())
+            )  # fmt: skip
+            continue
+        outstanding = []
+        for update in finding.updates:
+            done = patched.get((host.name, update.package, update.candidate))
+            if done is not None and done >= finding.assessed_at:
+                continue  # a run installed it after this assessment: no longer outstanding
+            security = is_security(update, policy)
+            severity = severity_of(update, security, policy)
+            first = update.first_seen or finding.assessed_at
+            deadline, status = _update_status(first, severity, policy, at)
+            held = whole or package_exception(host, update.package, live, match)
+            if held is not None:
+                status = "excepted"
+            by_severity[severity.value][status] += 1
+            outstanding.append(
+                Outstanding(
+                    package=update.package,
+                    installed=update.installed,
+                    candidate=update.candidate,
+                    severity=severity.value,
+                    first_seen=first,
+                    age_days=round((at - first).total_seconds() / 86400, 1),
+                    deadline=deadline,
+                    status=status,
+                    exception=_describe(held) if held else "",
+                )
+            )
+        outstanding.sort(key=lambda o: (STATUSES.index(o.status), o.deadline, o.package))
+        status = _worst([o.status for o in outstanding if o.status != "excepted"])
+        rows.append(
+            HostCompliance(
+                host.name, tier, env, host.groups, status, finding.assessed_at,
+                f"host exception: {_describe(whole)}" if whole else "", tuple(outstanding),
+            )
+        )  # fmt: skip
+    rows.sort(key=lambda h: (STATUSES.index(h.status), h.host))
+    return ComplianceReport(
+        policy=policy.name,
+        at=at,
+        deadlines={s.value: d for s, d in policy.reporting.deadlines.items()},
+        due_soon_days=policy.reporting.due_soon,
+        hosts=tuple(rows),
+        counts=dict(Counter(h.status for h in rows)),
+        by_severity={k: dict(v) for k, v in by_severity.items()},
+        totals=_totals(rows),
+        exceptions=_exceptions(policy, hosts, match, at),
+        time_to_patch=_time_to_patch(policy, installed),
+        latency=_latency(installed, runs),
+        windows=_windows(runs),
+    )
+
+
+def _totals(rows: Sequence[HostCompliance]) -> tuple[Total, ...]:
+    groups: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for h in rows:
+        groups[("env", h.env)][h.status] += 1
+        groups[("tier", h.tier)][h.status] += 1
+        for g in h.groups:
+            if g not in ("all", "ungrouped"):
+                groups[("group", g)][h.status] += 1
+    order = {"env": 0, "tier": 1, "group": 2}
+    return tuple(
+        Total(by, name, sum(c.values()), dict(c))
+        for (by, name), c in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))
+    )
+
+
+def _exceptions(
+    policy: Policy, hosts: Sequence[Host], match: Matcher, at: datetime
+) -> tuple[ExceptionRow, ...]:
+    out = []
+    for exc in policy.exceptions:
+        named = sorted(match(exc.hosts)) if exc.hosts else sorted(h.name for h in hosts)
+        out.append(
+            ExceptionRow(
+                tuple(exc.hosts), tuple(exc.packages), exc.owner, exc.reason,
+                exc.expires.isoformat(), exc.expires < at.date(), tuple(named),
+            )
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _severity(row: Mapping[str, Any], policy: Policy) -> Severity:
+    update = PendingUpdate(row["package"], None, row["version"], row["origin"] or "")
+    return severity_of(update, is_security(update, policy), policy)
+
+
+def _time_to_patch(
+    policy: Policy, installed: Sequence[Mapping[str, Any]]
+) -> tuple[TimeToPatch, ...]:
+    days: dict[Severity, list[float]] = defaultdict(list)
+    for row in installed:
+        if row["first_seen"] is None:
+            continue  # installed without an assessment having seen it: no clock to measure
+        took = (row["installed_at"] - row["first_seen"]).total_seconds() / 86400
+        days[_severity(row, policy)].append(max(took, 0.0))
+    out = []
+    for severity in Severity:
+        values = days.get(severity, [])
+        if not values:
+            continue
+        deadline = policy.reporting.deadlines.get(severity, 30)
+        out.append(
+            TimeToPatch(
+                severity.value, len(values), round(sum(values) / len(values), 2),
+                sum(1 for v in values if v <= deadline),
+            )
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _latency(
+    installed: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]]
+) -> tuple[tuple[str, float], ...]:
+    per_run: dict[str, list[float]] = defaultdict(list)
+    for row in installed:
+        if row["first_seen"] is not None:
+            took = (row["installed_at"] - row["first_seen"]).total_seconds() / 86400
+            per_run[row["run"]].append(max(took, 0.0))
+    ordered = sorted(runs, key=lambda r: r["started"])
+    return tuple(
+        (f"{r['started']:%Y-%m-%d} {r['id'][-6:]}", round(sum(v) / len(v), 2))
+        for r in ordered
+        if (v := per_run.get(r["id"]))
+    )
+
+
+def _windows(runs: Sequence[Mapping[str, Any]]) -> tuple[WindowStats, ...]:
+    periods: dict[str, list[str]] = defaultdict(list)
+    for r in runs:
+        if r["status"] != "running":
+            periods[f"{r['started']:%Y-%m}"].append(r["status"])
+    return tuple(
+        WindowStats(p, len(s), s.count("completed"), round(s.count("completed") / len(s), 3))
+        for p, s in sorted(periods.items())
+    )
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def to_json(report: ComplianceReport) -> str:
+    return json.dumps({"format": FORMAT, **asdict(report)}, indent=2, default=str)
+
+
+def to_csv(report: ComplianceReport) -> str:
+    """One row per outstanding update (and one per host with none, or unknown)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["host", "tier", "env", "host_status", "package", "installed", "candidate", "severity",
+         "first_seen", "age_days", "deadline", "status", "exception", "note"]
+    )  # fmt: skip
+    for h in report.hosts:
+        head = [h.host, h.tier, h.env, h.status]
+        if not h.updates:
+            writer.writerow([*head, "", "", "", "", "", "", "", "", "", h.note])
+        for u in h.updates:
+            writer.writerow(
+                [*head, u.package, u.installed or "", u.candidate, u.severity,
+                 u.first_seen.isoformat(), u.age_days, u.deadline.isoformat(), u.status,
+                 u.exception, h.note]
+            )  # fmt: skip
+    return out.getvalue()
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
+
+
+def to_markdown(report: ComplianceReport) -> str:
+    lines = [
+        f"# Patch compliance: policy {md(report.policy)}",
+        "",
+        f"- at: {report.at:%Y-%m-%d %H:%M %Z}",
+        "- deadlines (days): "
+        + ", ".join(f"{s} {d}" for s, d in report.deadlines.items())
+        + f"; due soon: {report.due_soon_days} days before",
+        f"- hosts: {md(_counts(report.counts)) or 'none'}",
+        "",
+        "## Hosts",
+        "",
+    ]
+    lines += _table(
+        ["host", "status", "tier", "env", "outstanding", "note"],
+        [
+            [h.host, h.status, h.tier, h.env,
+             "; ".join(f"{u.package} {u.candidate} ({u.severity}, {u.status}, due "
+                       f"{u.deadline:%Y-%m-%d})" for u in h.updates), h.note]
+            for h in report.hosts
+        ],
+    )  # fmt: skip
+    lines += ["", "## Totals", ""]
+    lines += _table(
+        ["by", "name", "hosts", "statuses"],
+        [[t.by, t.name, t.hosts, _counts(t.statuses)] for t in report.totals],
+    )
+    lines += ["", "## Exceptions", ""]
+    lines += _table(
+        ["hosts", "packages", "owner", "expires", "reason"],
+        [
+            [", ".join(e.hosts) or "any", ", ".join(e.packages) or "all", e.owner,
+             e.expires + (" (EXPIRED)" if e.expired else ""), e.reason]
+            for e in report.exceptions
+        ],
+    )  # fmt: skip
+    lines += ["", "## Time to patch", ""]
+    lines += _table(
+        ["severity", "updates", "mean days", "within deadline"],
+        [[t.severity, t.updates, t.mean_days, t.within_deadline] for t in report.time_to_patch],
+    )
+    lines += ["", "## Windows", ""]
+    lines += _table(
+        ["month", "runs", "completed", "success rate"],
+        [[w.period, w.runs, w.completed, f"{w.success_rate:.0%}"] for w in report.windows],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def to_text(report: ComplianceReport) -> Group:
+    head = Text(
+        f"compliance of policy {report.policy} at {report.at:%Y-%m-%d %H:%M %Z}: "
+        f"{_counts(report.counts) or 'no hosts'}"
+    )
+    hosts = Table(title="hosts (worst first)", title_justify="left")
+    for column in ("host", "status", "tier", "env", "outstanding updates", "note"):
+        hosts.add_column(column)
+    for h in report.hosts:
+        updates = "\n".join(
+            f"{u.package} {u.candidate} {u.severity}: {u.status}, due {u.deadline:%Y-%m-%d}"
+            for u in h.updates
+        )
+        hosts.add_row(
+            Text(h.host), Text(h.status, style=COLOURS.get(h.status, "")), Text(h.tier),
+            Text(h.env), Text(updates), Text(h.note),
+        )  # fmt: skip
+    totals = Table(title="totals", title_justify="left")
+    for column in ("by", "name", "hosts", "statuses"):
+        totals.add_column(column)
+    for t in report.totals:
+        totals.add_row(t.by, Text(t.name), str(t.hosts), _counts(t.statuses))
+    excs = Table(title="exceptions", title_justify="left")
+    for column in ("hosts", "packages", "owner", "expires", "reason"):
+        excs.add_column(column)
+    for e in report.exceptions:
+        excs.add_row(
+            Text(", ".join(e.hosts) or "any"), Text(", ".join(e.packages) or "all"),
+            Text(e.owner), Text(e.expires + (" EXPIRED" if e.expired else ""),
+                                style="red" if e.expired else ""), Text(e.reason),
+        )  # fmt: skip
+    ttp = Table(title="time to patch", title_justify="left")
+    for column in ("severity", "updates", "mean days", "within deadline"):
+        ttp.add_column(column)
+    for x in report.time_to_patch:
+        ttp.add_row(x.severity, str(x.updates), f"{x.mean_days:.2f}", str(x.within_deadline))
+    windows = Table(title="windows", title_justify="left")
+    for column in ("month", "runs", "completed", "success rate"):
+        windows.add_column(column)
+    for w in report.windows:
+        windows.add_row(w.period, str(w.runs), str(w.completed), f"{w.success_rate:.0%}")
+    return Group(head, hosts, totals, excs, ttp, windows)
+
+
+def severity_chart(report: ComplianceReport) -> charts.BarChart:
+    rows = [(s, report.by_severity.get(s, {})) for s in report.deadlines]
+    order = ("compliant", "due soon", "overdue", "excepted")
+    return charts.stacked_bars("Outstanding updates by severity and status", rows, order)
+
+
+def to_html(report: ComplianceReport) -> str:
+    """One self-contained page: tables, and inline SVG charts (by severity, latency, windows)."""
+    latency = charts.line(
+        "Mean days from known to installed, per run", list(report.latency), unit=" d"
+    )
+    success = charts.line(
+        "Windows completed, per month (%)",
+        [(w.period, round(100 * w.success_rate, 1)) for w in report.windows],
+        unit="%",
+    )
+    template = template_environment().get_template("compliance.html.j2")
+    return template.render(
+        report=report,
+        severity=severity_chart(report),
+        latency=latency,
+        success=success,
+        statuses=STATUSES,
+    )

@@ -1,0 +1,411 @@
+"""The run report: what the plan said against what happened, batch by batch and host by host.
+
+Pure: built from the ledger's record of a run, the plan body it ran and the plan's approvals
+(plain data), so that the same ledger gives the same report. Renderers (text, JSON, CSV,
+Markdown) are below the model; ``docs/run-report-format.md`` documents the JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from patchkit.reports import charts
+from patchkit.reports.plan import md, template_environment
+
+FORMAT = "patchkit-run-report/1"
+PHASES = ("precheck", "snapshot", "patch", "reboot", "verify", "rollback")
+BAD = ("failed", "unreachable")
+COLOURS = {
+    "ok": "green",
+    "patched": "green",
+    "failed": "red",
+    "unreachable": "red",
+    "rollback failed": "red",
+    "rolled back": "yellow",
+    "pending": "yellow",
+    "not started": "yellow",
+    "skipped": "yellow",
+}
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    phase: str
+    status: str  # ok / failed / unreachable / skipped / pending
+    seconds: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Change:
+    package: str
+    before: str | None  # None: the run installed it
+    after: str | None  # None: the run removed it
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    host: str
+    batch: int
+    outcome: str  # patched / failed / unreachable / rolled back / rollback failed / skipped / …
+    planned: tuple[str, ...]  # "package candidate" the plan selected
+    phases: tuple[PhaseOutcome, ...]
+    changes: tuple[Change, ...]
+    rebooted: bool | None  # None: the reboot phase did not run
+    checks: tuple[str, ...]  # verification checks with their result, e.g. "http …: ok"
+    message: str  # the message that explains a failure, or the last phase's
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    number: int
+    status: str
+    hosts: tuple[str, ...]
+    failed: int
+    started: datetime | None
+    ended: datetime | None
+    seconds: float | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeftOver:
+    """A host (or an update) the window did not patch, and why: for the next window."""
+
+    host: str
+    batch: int | None  # None: the plan left it out
+    what: str  # "all its updates" or the held packages
+    why: str
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run: str
+    plan: str
+    policy: str
+    window: str
+    window_end: datetime | None
+    status: str
+    reason: str
+    started: datetime
+    ended: datetime | None
+    seconds: float | None
+    approvals: tuple[str, ...]  # "by at (comment)"
+    batches: tuple[BatchOutcome, ...]
+    hosts: tuple[HostOutcome, ...]
+    left: tuple[LeftOver, ...]
+    counts: Mapping[str, int]  # outcome -> hosts
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 1) if start and end else None
+
+
+def host_outcome(phases: Sequence[PhaseOutcome]) -> str:
+    """One word for what became of a host, from its recorded phases."""
+    by = {p.phase: p.status for p in phases}
+    if "rollback" in by:
+        return "rolled back" if by["rollback"] == "ok" else "rollback failed"
+    for p in phases:
+        if p.status in BAD:
+            return p.status
+    if by.get("precheck") == "skipped":
+        return "skipped"
+    if by.get("verify") == "ok":
+        return "patched"
+    return "not started" if not phases else "incomplete"
+
+
+def _explain(phases: Sequence[PhaseOutcome]) -> str:
+    bad = [p for p in phases if p.status in BAD]
+    if bad:
+        first = bad[0]
+        text = f"{first.phase} {first.status}: {first.message}"
+        rollback = [p for p in phases if p.phase == "rollback"]
+        if rollback and rollback[-1] is not first:
+            text += f"; rollback {rollback[-1].status}: {rollback[-1].message}"
+        return text
+    return phases[-1].message if phases else ""
+
+
+def build(
+    record: Mapping[str, Any],
+    plan: Mapping[str, Any],
+    approvals: Sequence[Mapping[str, Any]] = (),
+) -> RunReport:
+    """The run report of ``record`` (``Ledger.run_record``) against ``plan`` (its body)."""
+    planned_batch: dict[str, int] = {}
+    planned: dict[str, tuple[str, ...]] = {}
+    held: dict[str, list[str]] = {}
+    for batch in plan.get("batches", []):
+        for h in batch["hosts"]:
+            planned_batch[h["host"]] = batch["number"]
+            planned[h["host"]] = tuple(f"{u['package']} {u['candidate']}" for u in h["updates"])
+            held[h["host"]] = [f"{u['package']} {u['candidate']}: {u['reason']}" for u in h["held"]]
+
+    phases: dict[str, list[PhaseOutcome]] = {}
+    data: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for p in record["phases"]:
+        phases.setdefault(p["host"], []).append(
+            PhaseOutcome(p["phase"], p["status"], p.get("seconds"), p["message"])
+        )
+        data[(p["host"], p["phase"])] = p.get("data") or {}
+    changes: dict[str, list[Change]] = {}
+    for c in record["changes"]:
+        changes.setdefault(c["host"], []).append(Change(c["package"], c["before"], c["after"]))
+
+    batches = tuple(
+        BatchOutcome(
+            number=b["number"],
+            status=b["status"],
+            hosts=tuple(h for h, n in planned_batch.items() if n == b["number"]),
+            failed=b["failed"],
+            started=_when(b["started"]),
+            ended=_when(b["ended"]),
+            seconds=_seconds(_when(b["started"]), _when(b["ended"])),
+            reason=b["reason"] or "",
+        )
+        for b in record["batches"]
+    )
+    batch_reason = {b.number: (b.status, b.reason) for b in batches}
+
+    hosts: list[HostOutcome] = []
+    left: list[LeftOver] = []
+    for name in sorted(planned_batch, key=lambda h: (planned_batch[h], h)):
+        mine = phases.get(name, [])
+        outcome = host_outcome(mine)
+        reboot = data.get((name, "reboot"), {})
+        verify = data.get((name, "verify"), {})
+        checks = tuple(
+            f"{c['name']}: {c['status']} ({c['detail']})" for c in verify.get("checks", [])
+        )
+        hosts.append(
+            HostOutcome(
+                host=name,
+                batch=planned_batch[name],
+                outcome=outcome,
+                planned=planned[name],
+                phases=tuple(mine),
+                changes=tuple(changes.get(name, [])),
+                rebooted=reboot.get("rebooted") if reboot else None,
+                checks=checks,
+                message=_explain(mine),
+            )
+        )
+        if outcome != "patched":
+            status, reason = batch_reason.get(planned_batch[name], ("not-started", ""))
+            if outcome == "not started":
+                why = f"batch {planned_batch[name]} {status}" + (
+                    f": {reason or record['reason']}" if reason or record["reason"] else ""
+                )
+            else:
+                why = f"{outcome}: {_explain(mine)}"
+            left.append(LeftOver(name, planned_batch[name], "all its updates", why))
+        if held.get(name):
+            left.append(LeftOver(name, planned_batch[name], "; ".join(held[name]), "held back"))
+    for skipped in plan.get("skipped", []):
+        what = "; ".join(f"{u['package']} {u['candidate']}" for u in skipped.get("held", []))
+        left.append(
+            LeftOver(skipped["host"], None, what or "all its updates", f"{skipped['kind']}: "
+                     f"{skipped['reason']}")
+        )  # fmt: skip
+
+    counts: dict[str, int] = {}
+    for h in hosts:
+        counts[h.outcome] = counts.get(h.outcome, 0) + 1
+    started = _when(record["started"]) or datetime.fromtimestamp(0)  # a run always has one
+    ended = _when(record["ended"])
+    window = plan.get("window") or {}
+    return RunReport(
+        run=record["id"],
+        plan=record["plan"],
+        policy=str(plan.get("policy", "")),
+        window=str(window.get("name", "")),
+        window_end=_when(window.get("end")),
+        status=record["status"],
+        reason=record["reason"] or "",
+        started=started,
+        ended=ended,
+        seconds=_seconds(started, ended),
+        approvals=tuple(
+            f"{a['by']} at {_when(a['at'])}" + (f" ({a['comment']})" if a.get("comment") else "")
+            for a in approvals
+        ),
+        batches=batches,
+        hosts=tuple(hosts),
+        left=tuple(left),
+        counts=counts,
+    )
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def to_json(report: RunReport) -> str:
+    return json.dumps({"format": FORMAT, **asdict(report)}, indent=2, default=str)
+
+
+def _changes(h: HostOutcome) -> str:
+    return ", ".join(
+        f"{c.package} {c.before or '(new)'} -> {c.after or '(removed)'}" for c in h.changes
+    )
+
+
+def _phase(h: HostOutcome, phase: str) -> str:
+    found = [p for p in h.phases if p.phase == phase]
+    if not found:
+        return "-"
+    p = found[-1]
+    return p.status + (f" {p.seconds:.1f}s" if p.seconds is not None else "")
+
+
+def to_csv(report: RunReport) -> str:
+    """One row per planned host (spreadsheets, change tickets)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["run", "batch", "host", "outcome", *PHASES, "rebooted", "changes", "message", "left_why"]
+    )
+    why = {x.host: x.why for x in report.left if x.what == "all its updates"}
+    for h in report.hosts:
+        writer.writerow(
+            [
+                report.run, h.batch, h.host, h.outcome, *(_phase(h, p) for p in PHASES),
+                "" if h.rebooted is None else str(h.rebooted).lower(),
+                _changes(h), h.message, why.get(h.host, ""),
+            ]
+        )  # fmt: skip
+    return out.getvalue()
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _total(report: RunReport) -> str:
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items()))
+
+
+def to_markdown(report: RunReport) -> str:
+    lines = [
+        f"# Patch run {md(report.run)}: {md(report.status)}",
+        "",
+        f"- plan: {md(report.plan)} (policy {md(report.policy)}, window {md(report.window)})",
+        f"- started {report.started:%Y-%m-%d %H:%M:%S %Z}, "
+        + (f"ended {report.ended:%Y-%m-%d %H:%M:%S %Z}" if report.ended else "not ended"),
+        f"- approved by: {md('; '.join(report.approvals) or 'nobody')}",
+        f"- hosts: {md(_total(report))}",
+    ]
+    if report.reason:
+        lines.append(f"- why: {md(report.reason)}")
+    lines += ["", "## Batches", ""]
+    lines += _md_table(
+        ["batch", "status", "hosts", "failed", "seconds", "why"],
+        [
+            [b.number, b.status, " ".join(b.hosts), b.failed, b.seconds or "", b.reason]
+            for b in report.batches
+        ],
+    )
+    lines += ["", "## Hosts", ""]
+    lines += _md_table(
+        ["host", "batch", "outcome", *PHASES, "packages", "message"],
+        [
+            [h.host, h.batch, h.outcome, *(_phase(h, p) for p in PHASES), _changes(h), h.message]
+            for h in report.hosts
+        ],
+    )
+    if report.left:
+        lines += ["", "## Left for the next window", ""]
+        lines += _md_table(
+            ["host", "batch", "what", "why"],
+            [[x.host, x.batch or "-", x.what, x.why] for x in report.left],
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_text(report: RunReport) -> Group:
+    head = Text.assemble(
+        (f"{report.run}", "bold"),
+        f" (plan {report.plan}, policy {report.policy}): ",
+        (report.status, COLOURS.get(report.status, "bold")),
+        f": {report.reason}" if report.reason else "",
+        f"\nhosts: {_total(report)}",
+        f"; approved by {'; '.join(report.approvals)}" if report.approvals else "",
+    )
+    batches = Table(title="batches", title_justify="left")
+    for column in ("batch", "status", "hosts", "failed", "seconds", "why"):
+        batches.add_column(column)
+    for b in report.batches:
+        batches.add_row(
+            str(b.number), b.status, Text(" ".join(b.hosts)), str(b.failed),
+            "" if b.seconds is None else f"{b.seconds:.0f}", Text(b.reason),
+        )  # fmt: skip
+    hosts = Table(title="hosts", title_justify="left")
+    for column in ("host", "batch", "outcome", *PHASES, "message"):
+        hosts.add_column(column)
+    for h in report.hosts:
+        cells = []
+        for phase in PHASES:
+            shown = _phase(h, phase)
+            cells.append(Text(shown, style=COLOURS.get(shown.split(" ")[0], "")))
+        hosts.add_row(
+            Text(h.host), str(h.batch), Text(h.outcome, style=COLOURS.get(h.outcome, "")),
+            *cells, Text(h.message[:160]),
+        )  # fmt: skip
+    parts: list[Any] = [head, batches, hosts]
+    changed = [h for h in report.hosts if h.changes]
+    if changed:
+        table = Table(title="package changes", title_justify="left")
+        for column in ("host", "package", "before", "after"):
+            table.add_column(column)
+        for h in changed:
+            for c in h.changes:
+                table.add_row(Text(h.host), Text(c.package), c.before or "-", c.after or "-")
+        parts.append(table)
+    if report.left:
+        table = Table(title="left for the next window", title_justify="left")
+        for column in ("host", "batch", "what", "why"):
+            table.add_column(column)
+        for x in report.left:
+            table.add_row(Text(x.host), str(x.batch or "-"), Text(x.what), Text(x.why))
+        parts.append(table)
+    return Group(*parts)
+
+
+def outcomes_chart(report: RunReport) -> charts.BarChart:
+    """Outcomes per batch, one stacked bar each."""
+    rows = []
+    for b in report.batches:
+        counts: dict[str, int] = {}
+        for h in report.hosts:
+            if h.batch == b.number:
+                counts[h.outcome] = counts.get(h.outcome, 0) + 1
+        rows.append((f"batch {b.number}", counts))
+    order = ("patched", "skipped", "incomplete", "rolled back", "failed", "unreachable")
+    return charts.stacked_bars("Host outcomes per batch", rows, order)
+
+
+def to_html(report: RunReport) -> str:
+    """The report as one self-contained page (inline CSS and SVG; nothing fetched)."""
+    template = template_environment().get_template("run.html.j2")
+    return template.render(
+        report=report, chart=outcomes_chart(report), phases=PHASES, phase_of=_phase
+    )
