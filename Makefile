@@ -51,7 +51,10 @@ demo: install
 	  $(PK) run $$plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
 	$(PK) status
 	$(PK) lab check
+	$(PK) report run --format html -o .patchkit/run.html
+	$(PK) report compliance -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format html -o .patchkit/compliance.html
 	@echo "plan preview: .patchkit/plan.html; ledger: .patchkit/ledger.sqlite (patchkit status)"
+	@echo "run report: $(CURDIR)/.patchkit/run.html; compliance: $(CURDIR)/.patchkit/compliance.html"
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,12 +1,24 @@
-"""What the lab benchmarks share: calling the patchkit command line of this venv."""
+"""What the benchmarks share: the patchkit command line of this venv, synthetic fleet data."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 BIN = Path(sys.executable).parent  # the venv running the benchmark
+# Synthetic fleets: the time they are judged at, and the updates they may have pending.
+AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+PACKAGES = [
+    ("openssl", "12/stable-security"),
+    ("libssl3", "12/stable-security"),
+    ("linux-image-amd64", "12/stable-security"),
+    ("curl", "12/stable-updates"),
+    ("tzdata", "12/stable-updates"),
+    ("nginx", "12/stable"),
+    ("openssh-server", "12/stable-security"),
+]
 
 
 def patchkit(*args: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:

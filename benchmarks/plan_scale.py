@@ -16,8 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+
+from _common import AT, PACKAGES
 
 from patchkit import findings as findings_file
 from patchkit import inventory
@@ -26,16 +28,6 @@ from patchkit.planning.plan import make_plan
 from patchkit.policy import load
 
 ROOT = Path(__file__).resolve().parents[1]
-AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-PACKAGES = [
-    ("openssl", "12/stable-security"),
-    ("libssl3", "12/stable-security"),
-    ("linux-image-amd64", "12/stable-security"),
-    ("curl", "12/stable-updates"),
-    ("tzdata", "12/stable-updates"),
-    ("nginx", "12/stable"),
-    ("openssh-server", "12/stable-security"),
-]
 
 
 def synthetic_findings(hosts: list[Host], seed: int = 7) -> dict[str, Finding]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,8 @@ from patchkit.cli.consoles import console, err_console
 from patchkit.cli.planning import inventory_option, load_inventory, parse_time, required_policy
 from patchkit.errors import PlanningError
 from patchkit.ledger import Ledger
+from patchkit.model import Host
+from patchkit.policy.model import Policy
 from patchkit.reports import compliance, run_report
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
@@ -44,6 +47,20 @@ def report_of(ledger: Ledger, run_id: str | None) -> run_report.RunReport:
         )
     body = ledger.plan(record["plan"]) or {}
     return run_report.build(record, body, ledger.approvals(record["plan"]))
+
+
+def compliance_of(
+    ledger: Ledger, policy: Policy, hosts: Sequence[Host], at: datetime
+) -> compliance.ComplianceReport:
+    """The compliance report of ``hosts`` from what the ledger knows (policy runs only)."""
+    return compliance.build(
+        policy,
+        hosts,
+        ledger.latest_findings([h.name for h in hosts]),
+        ledger.installed_updates(),
+        ledger.runs(policy=policy.name),
+        at,
+    )
 
 
 @click.command()
@@ -184,15 +201,7 @@ def compliance_command(
     loaded = policy_lib.load(policy_path)
     with err_console.status("reading the inventory and the ledger…"):
         hosts = load_inventory(inventory_path)
-        ledger = _ledger(ctx)
-        made = compliance.build(
-            loaded,
-            hosts,
-            ledger.latest_findings([h.name for h in hosts]),
-            ledger.installed_updates(),
-            ledger.runs(policy=loaded.name),
-            at,
-        )
+        made = compliance_of(_ledger(ctx), loaded, hosts, at)
     if fmt == "text" and output is None:
         console.print(compliance.to_text(made))
         return

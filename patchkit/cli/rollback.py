@@ -27,6 +27,7 @@ from patchkit.execution import rollback as rb
 from patchkit.execution import window
 from patchkit.execution.runner import TaskResult
 from patchkit.ledger import Ledger
+from patchkit.notify import Notifier
 
 
 @click.command("rollback")
@@ -96,6 +97,7 @@ def rollback(
         if task.task.startswith("patchkit ") and task.task.endswith(" result"):
             err_console.print(f"{task.host}: {task.task.split()[1]} {task.status}")
 
+    notifier = Notifier(loaded.notifications.webhooks, clock=lambda: datetime.now(UTC))
     with err_console.status(f"rolling back {len(targets)} host(s) of {run_id}…"):
         results = window.roll_back(
             targets,
@@ -107,7 +109,9 @@ def rollback(
             clock=lambda: datetime.now(UTC),
             who=f"patchkit rollback ({socket.gethostname()}:{os.getpid()})",
             on_task=on_task,
+            notify=notifier.send,
         )
+        notifier.close()
     rows = [
         {"host": r.host, "batch": r.batch, "status": r.status, "message": r.message}
         for r in results

@@ -22,6 +22,7 @@ from patchkit.errors import ExitCode, PlanningError, RefusedError
 from patchkit.execution import window
 from patchkit.execution.runner import TaskResult, ansible_env
 from patchkit.ledger import Ledger
+from patchkit.notify import Notifier
 from patchkit.planning.plan import input_hashes
 from patchkit.reports import run_report
 from patchkit.reports.run import RunProgress
@@ -207,6 +208,7 @@ def _drive(
         err_console.print("stopping after recording what is known (Ctrl-C again to abort)…")
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    notifier = Notifier(loaded.notifications.webhooks, clock=lambda: datetime.now(UTC))
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
         with live:
@@ -223,9 +225,11 @@ def _drive(
                 mitogen=mitogen,
                 resume=record,
                 take_over=take_over,
+                notify=notifier.send,
             )
     finally:
         signal.signal(signal.SIGINT, previous)
+        notifier.close()  # a bounded wait: a receiver that is down never holds the run
     record = ledger.run_record(summary.run_id)
     if as_json:
         click.echo(json.dumps({"event": "end", "run": record}, default=str))

@@ -22,6 +22,7 @@ from patchkit.execution import events, locks, rollback, rules
 from patchkit.execution.runner import TaskResult, run_playbook
 from patchkit.ledger import Ledger
 from patchkit.model import Host
+from patchkit.notify import Notify
 from patchkit.planning import scope as scoping
 from patchkit.policy.model import Policy
 
@@ -152,6 +153,7 @@ def execute(
     mitogen: bool = False,
     resume: Mapping[str, Any] | None = None,
     take_over: bool = False,
+    notify: Notify | None = None,
 ) -> RunSummary:
     """Run every batch of the plan that the rules allow; return how the window ended.
 
@@ -177,11 +179,30 @@ def execute(
         ledger.reopen_run(run_id, at=started, holder=holder, hosts=wanted, may_take=may_take)
         prior = {int(b["number"]): b for b in resume["batches"]}
         done = finished_hosts(resume)
+    tell = notify or (lambda _event, _data: None)
+    tell(
+        "window-started",
+        {
+            "run": run_id, "plan": body["id"], "policy": body["policy"],
+            "window": body["window"]["name"], "batches": len(body["batches"]),
+            "hosts": len(wanted), "resumed": resume is not None,
+        },
+    )  # fmt: skip
     try:
         with locks.Heartbeat(ledger, run_id):
             summary = _batches(
                 body, policy, hosts, inventory, ledger, run_id, holder, prior, done, resume,
                 clock=clock, on_task=on_task, on_batch=on_batch, cancel=cancel, mitogen=mitogen,
+                tell=tell,
+            )  # fmt: skip
+            tell(
+                "window-finished",
+                {
+                    "run": run_id, "plan": body["id"], "policy": body["policy"],
+                    "status": summary.status, "reason": summary.reason,
+                    "patched": summary.patched, "failed": summary.failed,
+                    "not_patched": summary.not_patched,
+                },
             )  # fmt: skip
             if summary.status != "interrupted":
                 try:  # the retention rule: this run's snapshots when retention is 0, older ones
@@ -216,6 +237,7 @@ def _batches(
     on_batch: Callable[[int, str], None] | None,
     cancel: Callable[[], bool] | None,
     mitogen: bool,
+    tell: Notify,
 ) -> RunSummary:
     cutoff = datetime.fromisoformat(body["window"]["cutoff"])
     checks = checks_by_host(policy, hosts)
@@ -348,13 +370,18 @@ def _batches(
             roll_back(
                 targets, policy, hosts, inventory, ledger, run_id,
                 clock=clock, who=f"patchkit run ({holder})", on_task=on_task, cancel=cancel,
-                mitogen=mitogen,
+                mitogen=mitogen, notify=tell,
             )  # fmt: skip
             if on_batch is not None:
                 on_batch(number, batch_status)
         if crossed and policy.failure_handling.on_threshold == "halt":
             status = "halted"
             reason = f"{failures} failed host(s) reached the error threshold {threshold}"
+            tell(
+                "batch-halted",
+                {"run": run_id, "batch": number, "failed": failures, "reason": reason,
+                 "batches_left": sum(1 for b in body["batches"] if b["number"] > number)},
+            )  # fmt: skip
     if status == "completed" and failures:
         status, reason = "failed", f"{failures} host(s) failed"
         if left_alone:
@@ -379,6 +406,7 @@ def roll_back(
     on_task: Callable[[TaskResult], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     mitogen: bool = False,
+    notify: Notify | None = None,
 ) -> list[rollback.Result]:
     """Put ``targets`` back to their snapshots (one playbook run), verify, record each host."""
     if not targets:
@@ -404,6 +432,18 @@ def roll_back(
     results = [rollback.result(t, result.tasks) for t in targets]
     for res in results:
         ledger.record_rollback(run_id, res, started=begin, ended=end, who=who)
+    if notify is not None:
+        notify(
+            "rollback-done",
+            {
+                "run": run_id,
+                "by": who,
+                "hosts": [
+                    {"host": r.host, "batch": r.batch, "status": r.status, "message": r.message}
+                    for r in results
+                ],
+            },
+        )
     return results
 
 

@@ -443,6 +443,41 @@ class Reporting(Section):
     )
 
 
+NotifyEvent = Literal["window-started", "batch-halted", "window-finished", "rollback-done"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
+    "window-started",
+    "batch-halted",
+    "window-finished",
+    "rollback-done",
+)
+
+
+class Webhook(Section):
+    """A receiver of notifications: JSON POSTed to ``url`` (with a Slack-compatible ``text``)."""
+
+    url: str = Field(description="http:// or https:// URL the JSON payload is POSTed to.")
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS), description="Events sent (default: all)."
+    )
+    timeout: Duration = Field(default=timedelta(seconds=5), description="Per attempt.")
+    retries: int = Field(default=3, ge=0, le=10, description="Attempts after the first.")
+    token_env: str | None = Field(
+        default=None,
+        description="Environment variable holding a bearer token (never the token itself).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r}: a webhook URL starts with http:// or https://")
+        return value
+
+
+class Notifications(Section):
+    webhooks: list[Webhook] = Field(default_factory=list)
+
+
 class Policy(Section):
     """A patch-management policy."""
 
@@ -460,6 +495,7 @@ class Policy(Section):
     failure_handling: FailureHandling = Field(default_factory=FailureHandling)
     exceptions: list[PolicyException] = Field(default_factory=list)
     reporting: Reporting = Field(default_factory=Reporting)
+    notifications: Notifications = Field(default_factory=Notifications)
 
     @model_validator(mode="after")
     def _unique_windows(self) -> Policy:

@@ -20,6 +20,7 @@ PALETTE = {
     "unreachable": "#7f1d1d",
     "rollback failed": "#450a0a",
     "overdue": "#b91c1c",
+    "excepted": "#9ca3af",
 }
 OTHER = "#6b7280"
 
@@ -129,9 +130,10 @@ def line(
     width: int = 640,
     height: int = 200,
 ) -> LineChart:
-    """A polyline through ``(label, value)`` in order; left 50 px for the axis, 30 below."""
+    """A polyline through ``(label, value)`` in order; 50 px left for the axis, 50 px right and
+    40 below for the labels."""
     top = max((v for _, v in values), default=0.0) or 1.0
-    plot_w, plot_h = width - 70, height - 50
+    plot_w, plot_h = width - 100, height - 50
     step = plot_w / max(len(values) - 1, 1)
     points = tuple(
         Point(50 + i * step, 10 + plot_h * (1 - v / top), f"{label}: {v:g}{unit}")

@@ -33,6 +33,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import URL
 
+from .debian import apt_install
+
 log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"  # the cluster's bootstrap role (initdb -U)
@@ -156,30 +158,14 @@ def _clusters() -> dict[tuple[str, str], str]:
     return {(f[0], f[1]): f[3] for f in (line.split() for line in listing.splitlines()) if f}
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(
-        ["apt-get", *args], capture_output=True, text=True, env=env, timeout=900, check=False
-    )
-
-
 def install_server() -> None:
     """Install Debian's server package, leaving no cluster of Debian's own running or starting.
 
     The package's post-install script creates a ``main`` cluster and starts it (unless a
     policy-rc.d forbids): the tests never use it, so it is stopped and set to ``manual``.
     """
-    if os.geteuid() != 0:
-        pytest.fail(f"no PostgreSQL server under {BINARIES}, and only root can install it")
     before = _clusters()
-    args = ("install", "-y", "--no-install-recommends", SERVER_PACKAGE)
-    done = _apt_get(*args)
-    if done.returncode != 0:
-        # A fresh machine may have no package lists yet, or stale ones naming deleted files.
-        _apt_get("update")
-        done = _apt_get(*args)
-    if done.returncode != 0:
-        pytest.fail(f"apt-get {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    apt_install(SERVER_PACKAGE, f"no PostgreSQL server under {BINARIES}")
     quiesce_new_clusters(before)
 
 

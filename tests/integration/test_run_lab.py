@@ -33,6 +33,7 @@ from .conftest import (
     states,
     variant,
 )
+from .receiver import closed_port_url, receiver
 
 pytest_plugins = ["tests.integration.postgres"]
 
@@ -69,11 +70,21 @@ def test_unapproved_or_changed_plans_are_refused(
 
 
 def test_breaking_update_halts_the_window_after_the_canary(
-    lab_config: LabConfig, lab: Path, env: dict[str, str], pristine: None
+    lab_config: LabConfig, lab: Path, env: dict[str, str], tmp_path: Path, pristine: None
 ) -> None:
-    plan_id = planned_id(lab, env)
-    approve(plan_id, env)
-    assert run(lab, env, plan_id) == 1
+    with receiver() as heard:
+        # one receiver that answers, one that is down: the window goes the same either way
+        hooks = (
+            f"  webhooks:\n  - {{url: '{heard.url}'}}\n"
+            f"  - {{url: '{closed_port_url()}', retries: 1}}\n"
+        )
+        policy = variant(tmp_path, ("reporting:\n", f"notifications:\n{hooks}reporting:\n"))
+        plan_id = planned_id(lab, env, policy)
+        approve(plan_id, env)
+        assert run(lab, env, plan_id, policy) == 1
+    assert heard.events() == ["window-started", "rollback-done", "batch-halted", "window-finished"]
+    assert heard.got[1]["hosts"][0]["host"] == "host1"
+    assert heard.got[3]["status"] == "halted" and "halted" in heard.got[3]["text"]
     record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
     assert record is not None and record["status"] == "halted"
     statuses = [(b["number"], b["status"]) for b in record["batches"]]
@@ -90,6 +101,17 @@ def test_breaking_update_halts_the_window_after_the_canary(
     assert http_status(lab_config, 1) == 200  # the service answers again
     for untouched in NAMES[1:]:  # checked on the hosts, not only in the ledger
         assert set(after[untouched].packages.values()) == {"1.0"}
+    # the report says what was left for the next window, and why
+    page = tmp_path / "report.html"
+    shown = patchkit_cli("report", "run", "--format", "html", "-o", str(page), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Left for the next window" in page.read_text()
+    report = json.loads(patchkit_cli("report", "run", "--format", "json", env=env).stdout)
+    left = {x["host"]: x["why"] for x in report["left"]}
+    assert left["host1"].startswith("rolled back: verify failed")
+    assert all(
+        "not-started" in left[name] and "error threshold" in left[name] for name in NAMES[1:]
+    )
 
 
 def test_a_clean_window_patches_reboots_and_records_every_host(
@@ -136,6 +158,17 @@ def test_a_clean_window_patches_reboots_and_records_every_host(
     assert not [s for s in hosts.snapshots(lab_config) if s.name == record["id"]]  # none leaked
     shown = patchkit_cli("status", "--json", env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == record["id"]
+    # compliance from the same ledger: what the run installed is no longer outstanding, and
+    # its time to patch is measured from the assessment that first saw each update
+    args = ("report", "compliance", "-p", policy, "-i", str(lab), "--format", "json")
+    shown = patchkit_cli(*args, env=env)
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["counts"] == {"compliant": len(NAMES)}
+    assert all(h["updates"] == [] for h in report["hosts"])
+    measured = {t["severity"]: t["updates"] for t in report["time_to_patch"]}
+    assert measured == {"critical": 6, "high": 6, "medium": 6}  # kernel, lib, app per host
+    assert [(w["runs"], w["completed"]) for w in report["windows"]] == [(1, 1)]
 
 
 def test_unreachable_and_lost_hosts_are_recorded_with_their_phase(
