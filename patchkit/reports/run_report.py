@@ -120,8 +120,11 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def host_outcome(phases: Sequence[PhaseOutcome]) -> str:
     """One word for what became of a host, from its recorded phases."""
     by = {p.phase: p.status for p in phases}
-    if "rollback" in by:
-        return "rolled back" if by["rollback"] == "ok" else "rollback failed"
+    if by.get("rollback") == "ok":
+        return "rolled back"
+    if by.get("rollback") in BAD:
+        return "rollback failed"
+    # a rollback still "pending" (scope none, or not yet run): the failure below stands
     for p in phases:
         if p.status in BAD:
             return p.status
@@ -136,10 +139,12 @@ def _explain(phases: Sequence[PhaseOutcome]) -> str:
     bad = [p for p in phases if p.status in BAD]
     if bad:
         first = bad[0]
-        text = f"{first.phase} {first.status}: {first.message}"
+        text = f"{first.phase} {first.status}" + (f": {first.message}" if first.message else "")
         rollback = [p for p in phases if p.phase == "rollback"]
         if rollback and rollback[-1] is not first:
-            text += f"; rollback {rollback[-1].status}: {rollback[-1].message}"
+            last = rollback[-1]
+            said = last.message and last.status != "pending"  # a pending row repeats the failure
+            text += f"; rollback {last.status}" + (f": {last.message}" if said else "")
         return text
     return phases[-1].message if phases else ""
 
