@@ -107,16 +107,39 @@ def ensure_key(config: LabConfig) -> None:
     if key.exists():
         return
     key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    system.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "patchkit-lab", "-f", str(key)]
-    )
+    with system.exclusive(key.parent / ".lock"):  # shared by every lab: made once
+        if not key.exists():
+            system.run(
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "patchkit-lab",
+                    "-f",
+                    str(key),
+                ]
+            )
 
 
 def ensure_base(config: LabConfig, installed_debs: list[Path]) -> None:
-    """Put the golden image into the pool: from the cache stream, or built from scratch."""
+    """Put the golden image into the pool: from the cache stream, or built from scratch.
+
+    The cache is shared by every lab on the machine: one lab builds it while the others wait,
+    then receive it.
+    """
     base = config.pool_dir / BASE
     if base.exists():
         return
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    with system.exclusive(config.cache_dir / ".build.lock"):
+        _receive_or_build(config, base, installed_debs)
+
+
+def _receive_or_build(config: LabConfig, base: Path, installed_debs: list[Path]) -> None:
     if config.image_stream.exists():
         log.info("receiving the golden image from %s", config.image_stream)
         system.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from patchkit.errors import LabEnvironmentError, LabOperationError
@@ -106,9 +107,30 @@ def missing_packages() -> list[str]:
     return [pkg for pkg, cmd in REQUIRED_PACKAGES.items() if shutil.which(cmd) is None]
 
 
+# apt and dpkg allow one user at a time: two labs coming up together (parallel test workers)
+# take turns here instead of failing on dpkg's lock.
+APT_LOCK = Path("/run/lock/patchkit-apt.lock")
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if missing) for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def install_packages() -> None:
     """Install the Debian packages the lab needs, if any is missing (apt, as root)."""
-    missing = missing_packages()
+    if not missing_packages():
+        return
+    with exclusive(APT_LOCK):
+        _install_missing()
+
+
+def _install_missing() -> None:
+    missing = missing_packages()  # again: another process may have installed them meanwhile
     if not missing:
         return
     if shutil.which("apt-get") is None:

@@ -67,12 +67,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def worker_lab(name: str, subnet: str, worker: str | None) -> tuple[str, str]:
+    """The lab of one pytest-xdist worker (``gw0``, ``gw1``…): the name with the worker's number,
+    the subnet's third octet moved up by ten per worker. Without xdist, the lab as given."""
+    if not worker:
+        return name, subnet
+    number = int(worker.removeprefix("gw"))
+    a, b, c, rest = subnet.split(".", 3)
+    return f"{name}{number}", f"{a}.{b}.{int(c) + 10 * number}.{rest}"
+
+
 @pytest.fixture(scope="session")
 def lab_config() -> LabConfig:
+    name, subnet = worker_lab(
+        os.environ.get("PATCHKIT_TEST_LAB_NAME", "pktest"),
+        os.environ.get("PATCHKIT_TEST_LAB_SUBNET", "10.77.1.0/24"),
+        os.environ.get("PYTEST_XDIST_WORKER"),
+    )
     return LabConfig.create(
-        name=os.environ.get("PATCHKIT_TEST_LAB_NAME", "pktest"),
-        root=os.environ.get("PATCHKIT_LAB_ROOT", "/var/lib/patchkit/lab"),
-        subnet=os.environ.get("PATCHKIT_TEST_LAB_SUBNET", "10.77.1.0/24"),
+        name=name, root=os.environ.get("PATCHKIT_LAB_ROOT", "/var/lib/patchkit/lab"), subnet=subnet
     )
 
 

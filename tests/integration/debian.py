@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from patchkit.lab import system
+
 
 def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -20,6 +22,11 @@ def apt_install(package: str, why: str) -> None:
     the test (saying ``why`` it needs the package) when it cannot be installed."""
     if os.geteuid() != 0:
         pytest.fail(f"{why}, and only root can install {package}")
+    with system.exclusive(system.APT_LOCK):  # a parallel test worker may be installing too
+        _install(package)
+
+
+def _install(package: str) -> None:
     args = ("install", "-y", "--no-install-recommends", package)
     done = _apt_get(*args)
     if done.returncode != 0:
