@@ -11,6 +11,10 @@ DEMO_HOSTS ?= 3
 DEMO_POLICY := policies/lab.yml
 DEMO_INVENTORY := inventories/lab/hosts.yml
 TEST_LAB := --name pktest --subnet 10.77.1.0/24
+# Integration tests run in TEST_WORKERS pytest-xdist workers, a whole test file at a time, each
+# worker on a lab of its own (pktest0 on 10.77.1.0/24, pktest1 on 10.77.11.0/24, …): most of a
+# lab test's time is spent waiting for reboots and timeouts, so two labs share 2 cores well.
+TEST_WORKERS ?= 2
 LIFE_LAB := --name pklife --subnet 10.77.2.0/24
 # Only the integration tests need root and the lab; CI runs everything.
 PYTEST_ARGS ?=
@@ -67,8 +71,11 @@ unit: install
 # The test labs are torn down by the fixtures; the trailing `lab down` also covers a pytest that
 # was interrupted before its fixtures could finish.
 integration: install
-	$(BIN)/pytest tests/integration --durations=30 $(PYTEST_ARGS); rc=$$?; \
-	  $(PK) lab $(TEST_LAB) down; $(PK) lab $(LIFE_LAB) down; exit $$rc
+	$(BIN)/pytest tests/integration -n $(TEST_WORKERS) --dist loadfile --durations=30 \
+	  $(PYTEST_ARGS); rc=$$?; \
+	  $(PK) lab $(TEST_LAB) down; $(PK) lab $(LIFE_LAB) down; \
+	  $(PK) lab --name pktest0 --subnet 10.77.1.0/24 down; \
+	  $(PK) lab --name pktest1 --subnet 10.77.11.0/24 down; exit $$rc
 
 test: lint unit integration
 
@@ -76,6 +83,8 @@ lab-down: install
 	$(PK) lab down
 	$(PK) lab $(TEST_LAB) down
 	$(PK) lab $(LIFE_LAB) down
+	$(PK) lab --name pktest0 --subnet 10.77.1.0/24 down
+	$(PK) lab --name pktest1 --subnet 10.77.11.0/24 down
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info

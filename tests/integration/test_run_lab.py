@@ -6,6 +6,8 @@ server (see ``postgres.py``), the same code either way.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -231,7 +233,8 @@ def test_unreachable_and_lost_hosts_are_recorded_with_their_phase(
     assert "rollback ok" in left["host4"]
     table = patchkit_cli("report", "run", "--format", "csv", env=env)  # the newest run
     in_order = [h["host"] for h in report["hosts"]]  # by batch, then name
-    assert [line.split(",")[2] for line in table.stdout.splitlines()[1:]] == in_order
+    rows = list(csv.reader(io.StringIO(table.stdout)))  # messages may hold line breaks
+    assert [row[2] for row in rows[1:]] == in_order
     markdown = patchkit_cli("report", "run", record["id"], "--format", "markdown", env=env)
     assert markdown.stdout.startswith(f"# Patch run {record['id']}: failed")
     listed = json.loads(patchkit_cli("runs", "--status", "failed", "--json", env=env).stdout)
