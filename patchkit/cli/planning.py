@@ -237,7 +237,9 @@ def plan(
         found = {f.host: f for f in findings_file.load(findings_path)}
     elif ledger is not None:
         found = ledger.latest_findings({h.name for h in hosts})
-    made = planning.make_plan(loaded, hosts, found, at, window)
+    # past runs: what is promoted where, and how long hosts really take
+    history = ledger.history({h.name for h in hosts}) if ledger is not None else None
+    made = planning.make_plan(loaded, hosts, found, at, window, history)
     if ledger is not None and not no_save:
         ledger.save_plan(planning.plan_body(made), saved_at=datetime.now(UTC))
     if fmt == "text" and output is None:

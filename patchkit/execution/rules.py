@@ -28,6 +28,11 @@ def may_start(now: datetime, cutoff: datetime) -> bool:
     return now.astimezone(UTC) < cutoff.astimezone(UTC)
 
 
+def fits(now: datetime, estimate: timedelta, end: datetime) -> bool:
+    """A batch starting now is expected to end by the window's end (the plan's estimate)."""
+    return now.astimezone(UTC) + estimate <= end.astimezone(UTC)
+
+
 def releasable(snapshot: Mapping[str, Any], now: datetime, retention: timedelta) -> bool:
     """Whether a snapshot may be deleted: its run is over, the host no longer needs it (it
     verified and has no rollback outstanding, or it was rolled back), and retention passed."""

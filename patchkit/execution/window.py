@@ -12,7 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +240,7 @@ def _batches(
     tell: Notify,
 ) -> RunSummary:
     cutoff = datetime.fromisoformat(body["window"]["cutoff"])
+    end = datetime.fromisoformat(body["window"]["end"]) if body["window"].get("end") else None
     checks = checks_by_host(policy, hosts)
     settings = phase_settings(policy)
     threshold = policy.rollout.error_threshold
@@ -268,8 +269,20 @@ def _batches(
                 run_id, number, status="not-started", hosts=len(names), reason=reason
             )
             continue
-        if not rules.may_start(clock(), cutoff):
+        now = clock()
+        estimate = timedelta(seconds=float(batch.get("duration", 0)))
+        if not rules.may_start(now, cutoff):
             status, reason = "stopped-at-cutoff", f"window cutoff {cutoff:%H:%M %Z} reached"
+            ledger.record_batch(
+                run_id, number, status="not-started", hosts=len(names), reason=reason
+            )
+            continue
+        if end is not None and not rules.fits(now, estimate, end):
+            status = "stopped-at-cutoff"
+            reason = (
+                f"batch {number} would end after the window ({end:%H:%M %Z}): estimated "
+                f"{estimate.total_seconds() / 60:.0f} min"
+            )
             ledger.record_batch(
                 run_id, number, status="not-started", hosts=len(names), reason=reason
             )

@@ -29,6 +29,8 @@ from patchkit.errors import LedgerError, RefusedError
 from patchkit.ledger import migrations
 from patchkit.ledger import schema as t
 from patchkit.model import Finding, PendingUpdate
+from patchkit.planning.history import PHASES as PLANNED_PHASES
+from patchkit.planning.history import History, Install
 
 DEFAULT_PATH = Path(".patchkit/ledger.sqlite")
 
@@ -754,6 +756,51 @@ class Ledger:
             }
             for r in rows
         ]
+
+    def history(self, hosts: Collection[str] | None = None) -> History:
+        """What past runs teach the planner: each update's installs with whether verification
+        passed after it (installs whose verify never ran are no evidence either way), and each
+        host's successful phase durations, oldest run first."""
+        hp, pc = t.host_phases, t.package_changes
+        wanted = set(hosts) if hosts is not None else None
+        with self._tx("cannot read") as conn:
+            rows = conn.execute(
+                select(hp.c.run_id, hp.c.host, hp.c.phase, hp.c.status, hp.c.ended, hp.c.data)
+                .join(t.runs, t.runs.c.id == hp.c.run_id)
+                .where(hp.c.phase.in_(PLANNED_PHASES))
+                .order_by(t.runs.c.started, hp.c.id)
+            ).all()
+            changes = conn.execute(
+                select(pc.c.run_id, pc.c.host, pc.c.package, pc.c.after)
+                .where(pc.c.after.is_not(None))
+                .order_by(pc.c.id)
+            ).all()
+        verify: dict[tuple[str, str], str] = {}
+        patched_at: dict[tuple[str, str], datetime] = {}
+        durations: dict[str, dict[str, list[float]]] = {}
+        for r in rows:
+            if r.phase == "verify":
+                verify[(r.run_id, r.host)] = r.status
+            if r.phase == "patch" and r.ended is not None:
+                patched_at[(r.run_id, r.host)] = _aware(r.ended)
+            if r.status == "ok" and (wanted is None or r.host in wanted):
+                seconds = json.loads(r.data).get("seconds")
+                if seconds is not None:
+                    durations.setdefault(r.host, {}).setdefault(r.phase, []).append(float(seconds))
+        installs: dict[tuple[str, str], list[Install]] = {}
+        for c in changes:
+            key = (c.run_id, c.host)
+            if verify.get(key) not in ("ok", "failed") or key not in patched_at:
+                continue
+            installs.setdefault((c.package, c.after), []).append(
+                Install(c.host, patched_at[key], verify[key] == "ok")
+            )
+        return History(
+            installs={
+                k: tuple(sorted(v, key=lambda i: (i.at, i.host))) for k, v in installs.items()
+            },
+            durations={h: {p: tuple(v) for p, v in ph.items()} for h, ph in durations.items()},
+        )
 
     def installed_updates(self) -> list[dict[str, Any]]:
         """Every update a run installed and kept (a rollback undid it: left out), with when it

@@ -20,6 +20,8 @@ from patchkit.model import Finding, Host, Severity
 from patchkit.planning import batches as batching
 from patchkit.planning import priority as prio
 from patchkit.planning import scope as scoping
+from patchkit.planning.history import POLICY_BASIS, History, environment_of, promotion_verdict
+from patchkit.planning.history import host_estimate as history_estimate
 from patchkit.planning.types import (
     ExceptionUse,
     HeldUpdate,
@@ -43,12 +45,19 @@ def make_plan(
     findings: Mapping[str, Finding],
     at: datetime,
     window: str | None = None,
+    history: History | None = None,
 ) -> Plan:
-    """The plan for the next occurrence of ``window`` (default: the earliest window with work)."""
+    """The plan for the next occurrence of ``window`` (default: the earliest window with work).
+
+    ``history`` (what the ledger remembers) holds back updates not yet promoted from the
+    environment before (policy ``promotion``) and gives estimates from past durations.
+    """
     if at.tzinfo is None:
         raise PlanningError("the plan time must carry a timezone")
+    history = history or History()
     hosts = sorted(hosts, key=lambda h: h.name)
     match = scoping.matcher(hosts)
+    context = _Context(policy, hosts, history, at, match)
     entries = scoping.resolve(hosts, policy, at.date(), match)
     in_scope = [e.host for e in entries if e.in_scope]
     chosen, occurrence = _pick_window(policy, in_scope, at, window, match)
@@ -81,7 +90,7 @@ def make_plan(
             reason += f": {finding.message}" if finding.message else ""
             skipped.append(SkippedHost(host.name, SkipKind.UNREACHABLE, reason))
             continue
-        planned = _host_plan(host, finding, policy, at, live, match, applied)
+        planned = _host_plan(host, finding, context, live, applied)
         if planned.updates:
             candidates.append(planned)
         else:
@@ -116,7 +125,7 @@ def make_plan(
         hash="",
         policy=policy.name,
         made_at=at,
-        inputs=input_hashes(policy, hosts, findings),
+        inputs=input_hashes(policy, hosts, findings, history),
         window=WindowSlot(
             name=chosen.name,
             timezone=chosen.timezone,
@@ -179,19 +188,54 @@ def _pick_window(
     return chosen, occurrence
 
 
+class _Context:
+    """What every host's plan needs besides its own finding: policy, time, history, and the
+    inventory seen through them (environments, tiers), worked out once."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        hosts: Sequence[Host],
+        history: History,
+        at: datetime,
+        match: prio.Matcher,
+    ) -> None:
+        self.policy, self.history, self.at, self.match = policy, history, at, match
+        promotion = policy.promotion
+        self.envs = {h.name: environment_of(h, promotion) if promotion else None for h in hosts}
+        self.tiers = {h.name: prio.criticality_of(h, policy, match)[1] for h in hosts}
+        self.by_tier: dict[str, list[str]] = {}
+        for name, label in self.tiers.items():
+            self.by_tier.setdefault(label, []).append(name)
+        self._estimates: dict[tuple[str, bool], tuple[timedelta, str] | None] = {}
+
+    def estimate(self, host: str, packages: int, reboot: bool) -> tuple[timedelta, str]:
+        """From the history of the host's tier when there is enough, else the policy's."""
+        key = (self.tiers[host], reboot)
+        if key not in self._estimates:
+            found = history_estimate(
+                self.by_tier[key[0]], 0, reboot, self.history, self.policy.rollout.estimate
+            )
+            self._estimates[key] = found if found[1] != POLICY_BASIS else None
+        cached = self._estimates[key]
+        if cached is not None:
+            return cached
+        return batching.host_estimate(packages, reboot, self.policy.rollout.estimate), POLICY_BASIS
+
+
 def _host_plan(
     host: Host,
     finding: Finding,
-    policy: Policy,
-    at: datetime,
+    ctx: _Context,
     live: Sequence[Any],
-    match: prio.Matcher,
     applied: dict[int, list[str]],
 ) -> HostPlan:
+    policy, at, match = ctx.policy, ctx.at, ctx.match
     selected: list[SelectedUpdate] = []
     held: list[HeldUpdate] = []
     for update in sorted(finding.updates, key=lambda u: u.package):
         security = prio.is_security(update, policy)
+        severity = prio.severity_of(update, security, policy)
         first_seen = update.first_seen or finding.assessed_at
         reason = prio.hold_reason(update, security, first_seen, at, policy)
         if reason is None:
@@ -199,6 +243,12 @@ def _host_plan(
             if exc is not None:
                 reason = scoping.describe_exception(exc)
                 applied.setdefault(id(exc), []).append(host.name)
+        note = None
+        if reason is None:
+            reason, note = promotion_verdict(
+                update.package, update.candidate, severity, ctx.envs.get(host.name), ctx.envs,
+                ctx.history, policy.promotion, at,
+            )  # fmt: skip
         if reason is not None:
             held.append(HeldUpdate(update.package, update.candidate, reason))
             continue
@@ -209,9 +259,10 @@ def _host_plan(
                 candidate=update.candidate,
                 origin=update.origin,
                 security=security,
-                severity=prio.severity_of(update, security, policy),
+                severity=severity,
                 reboot=prio.reboot_needed(update.package, policy),
                 first_seen=first_seen,
+                note=note,
             )
         )
     criticality, label = prio.criticality_of(host, policy, match)
@@ -220,6 +271,7 @@ def _host_plan(
         any(u.reboot for u in selected), finding, policy
     )
     approval = reboot and host.name in match(policy.downtime.reboot_approval)
+    estimate, basis = ctx.estimate(host.name, len(selected), reboot)
     cluster_var = policy.rollout.anti_affinity.variable if policy.rollout.anti_affinity else None
     return HostPlan(
         host=host.name,
@@ -236,8 +288,9 @@ def _host_plan(
         reboot_needs_approval=approval,
         reboot_pending=finding.reboot_pending,
         assessed_at=finding.assessed_at,
-        estimate=batching.host_estimate(len(selected), reboot, policy.rollout.estimate),
+        estimate=estimate,
         contact=_contact(host, policy),
+        estimate_basis=basis,
     )
 
 
@@ -392,15 +445,21 @@ def content_hash(plan: Plan) -> str:
 
 
 def input_hashes(
-    policy: Policy, hosts: Sequence[Host], findings: Mapping[str, Finding]
+    policy: Policy,
+    hosts: Sequence[Host],
+    findings: Mapping[str, Finding],
+    history: History | None = None,
 ) -> dict[str, str]:
     def digest(data: Any) -> str:
         return hashlib.sha256(canonical(data)).hexdigest()
 
     host_data = [[h.name, list(h.groups), jsonable(h.vars)] for h in hosts]
     finding_data = [jsonable(findings[k]) for k in sorted(findings)]
-    return {
+    out = {
         "policy": digest(policy.model_dump(mode="json")),
         "hosts": digest(host_data),
         "findings": digest(finding_data),
     }
+    if history is not None and (history.installs or history.durations):
+        out["history"] = digest(history.digest_data())  # a plan made without any has no key
+    return out

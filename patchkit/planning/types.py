@@ -25,6 +25,7 @@ class SelectedUpdate:
     severity: Severity
     reboot: bool  # installing it needs a reboot (policy's reboot_packages)
     first_seen: datetime
+    note: str | None = None  # e.g. why it skips staged promotion (an exemption)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class HostPlan:
     assessed_at: datetime
     estimate: timedelta  # expected time for this host alone
     contact: str | None = None
+    estimate_basis: str = "policy estimate (no history)"  # or the history it comes from
 
 
 @dataclass(frozen=True)

@@ -443,6 +443,43 @@ class Reporting(Section):
     )
 
 
+class PromotionExempt(Section):
+    severities: list[Severity] = Field(
+        default_factory=list, description="Updates of these severities skip the stages."
+    )
+    packages: Patterns = Field(
+        default_factory=list,
+        description="Package globs, optionally with a version glob: 'openssl' or 'openssl=3.0.1*'.",
+    )
+
+
+class Promotion(Section):
+    """Updates reach an environment only once verified in the one before it."""
+
+    variable: str = Field(
+        default="env", description="Host variable naming the environment (a group works too)."
+    )
+    order: list[str] = Field(min_length=2, description="Environments, first to last.")
+    min_hosts: int = Field(default=1, ge=1, description="Verified installs needed before.")
+    soak: Duration = Field(
+        default=timedelta(hours=24), description="Time after the last of those installs."
+    )
+    max_failure_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of failed verifications in lower environments still allowed.",
+    )
+    exempt: PromotionExempt = Field(default_factory=PromotionExempt)
+
+    @field_validator("order")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each environment appears once in the promotion order")
+        return value
+
+
 NotifyEvent = Literal["window-started", "batch-halted", "window-finished", "rollback-done"]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
     "window-started",
@@ -496,6 +533,7 @@ class Policy(Section):
     exceptions: list[PolicyException] = Field(default_factory=list)
     reporting: Reporting = Field(default_factory=Reporting)
     notifications: Notifications = Field(default_factory=Notifications)
+    promotion: Promotion | None = None
 
     @model_validator(mode="after")
     def _unique_windows(self) -> Policy:

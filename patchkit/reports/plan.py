@@ -93,6 +93,7 @@ class Facts:
     envs: tuple[tuple[str, int], ...]
     updates: int
     security: int
+    estimates: str = ""  # where the host estimates come from, e.g. "4 host(s): p90 of …"
     risks: tuple[Risk, ...] = ()
     risk: str = "low"  # "high" when a risk is high, else "medium" when there is one
 
@@ -119,6 +120,10 @@ def facts(plan: Plan) -> Facts:
         envs=tuple(sorted(Counter(h.env or "no env" for h in planned).items())),
         updates=sum(len(h.updates) for h in planned),
         security=sum(1 for h in planned for u in h.updates if u.security),
+        estimates="; ".join(
+            f"{n} host(s): {basis}"
+            for basis, n in sorted(Counter(h.estimate_basis for h in planned).items())
+        ),
     )
     risks = _risks(plan, base)
     levels = {r.level for r in risks}
@@ -305,6 +310,7 @@ def _header(plan: Plan, f: Facts, t: Clock) -> Table:
         ("hosts", hosts),
         ("updates", f"{f.updates} ({f.security} security) of {len(f.packages)} package(s)"),
         ("reboots", f"{len(f.reboots)} host(s), {len(f.approvals)} need approval"),
+        ("estimates", f.estimates or "-"),
         ("risk", _risk_text(f)),
     ]
     rows += [("passed over", frozen) for frozen in w.frozen]

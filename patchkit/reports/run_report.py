@@ -76,6 +76,7 @@ class BatchOutcome:
     ended: datetime | None
     seconds: float | None
     reason: str
+    estimate: float | None = None  # seconds the plan expected
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ def build(
 ) -> RunReport:
     """The run report of ``record`` (``Ledger.run_record``) against ``plan`` (its body)."""
     planned_batch: dict[str, int] = {}
+    estimates = {b["number"]: b.get("duration") for b in plan.get("batches", [])}
     planned: dict[str, tuple[str, ...]] = {}
     held: dict[str, list[str]] = {}
     for batch in plan.get("batches", []):
@@ -185,6 +187,7 @@ def build(
             ended=_when(b["ended"]),
             seconds=_seconds(_when(b["started"]), _when(b["ended"])),
             reason=b["reason"] or "",
+            estimate=estimates.get(b["number"]),
         )
         for b in record["batches"]
     )
@@ -262,6 +265,10 @@ def build(
 # ---------------------------------------------------------------- renderers
 
 
+def _num(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.0f}"
+
+
 def to_json(report: RunReport) -> str:
     return json.dumps({"format": FORMAT, **asdict(report)}, indent=2, default=str)
 
@@ -323,9 +330,17 @@ def to_markdown(report: RunReport) -> str:
         lines.append(f"- why: {md(report.reason)}")
     lines += ["", "## Batches", ""]
     lines += _md_table(
-        ["batch", "status", "hosts", "failed", "seconds", "why"],
+        ["batch", "status", "hosts", "failed", "estimate s", "actual s", "why"],
         [
-            [b.number, b.status, " ".join(b.hosts), b.failed, b.seconds or "", b.reason]
+            [
+                b.number,
+                b.status,
+                " ".join(b.hosts),
+                b.failed,
+                _num(b.estimate),
+                _num(b.seconds),
+                b.reason,
+            ]
             for b in report.batches
         ],
     )
@@ -356,12 +371,12 @@ def to_text(report: RunReport) -> Group:
         f"; approved by {'; '.join(report.approvals)}" if report.approvals else "",
     )
     batches = Table(title="batches", title_justify="left")
-    for column in ("batch", "status", "hosts", "failed", "seconds", "why"):
+    for column in ("batch", "status", "hosts", "failed", "estimate s", "actual s", "why"):
         batches.add_column(column)
     for b in report.batches:
         batches.add_row(
-            str(b.number), b.status, Text(" ".join(b.hosts)), str(b.failed),
-            "" if b.seconds is None else f"{b.seconds:.0f}", Text(b.reason),
+            str(b.number), b.status, Text(" ".join(b.hosts)), str(b.failed), _num(b.estimate),
+            _num(b.seconds), Text(b.reason),
         )  # fmt: skip
     hosts = Table(title="hosts", title_justify="left")
     for column in ("host", "batch", "outcome", *PHASES, "message"):

@@ -11,6 +11,7 @@ from patchkit.cli.report import compliance_of, report_of
 from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, Host, PendingUpdate, freeze
+from patchkit.planning.history import Install
 from patchkit.policy import loads
 
 pytest_plugins = ["tests.integration.postgres"]
@@ -126,3 +127,15 @@ def test_run_report_from_the_same_ledger(ledger_url: str) -> None:
     assert [(x.host, x.why) for x in report.left] == [
         ("web2", "failed: verify failed; rollback pending")
     ]
+
+
+def test_the_planner_history_from_the_same_ledger(ledger_url: str) -> None:
+    ledger = ledger_with_history(ledger_url)
+    history = ledger.history()
+    end = T0 + timedelta(days=2, hours=1)
+    assert history.installs == {
+        ("openssl", "3.1"): (Install("web1", end, True), Install("web2", end, False))
+    }
+    assert history.durations["web1"]["patch"] == (1.0,)
+    assert set(history.durations["web2"]) == {"precheck", "snapshot", "patch", "reboot"}
+    assert ledger.history({"web2"}).durations.keys() == {"web2"}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from patchkit.execution.events import batch_outcomes, host_outcome, result_task
-from patchkit.execution.rules import may_start, threshold_crossed
+from patchkit.execution.rules import fits, may_start, threshold_crossed
 from patchkit.execution.runner import TaskResult
 from patchkit.model import freeze
 from patchkit.policy.model import Amount
@@ -131,3 +131,12 @@ def test_no_batch_starts_at_or_after_the_cutoff() -> None:
     cutoff = datetime(2026, 11, 28, 21, 15, tzinfo=UTC)
     assert may_start(cutoff - timedelta(seconds=1), cutoff)
     assert not may_start(cutoff, cutoff)
+
+
+def test_a_batch_starts_only_if_its_estimate_ends_inside_the_window() -> None:
+    end = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
+    ten = timedelta(minutes=10)
+    assert fits(end - ten, ten, end)  # ends exactly at the end
+    assert not fits(end - ten + timedelta(seconds=1), ten, end)
+    other_zone = end.astimezone(timezone(timedelta(hours=1)))
+    assert fits(end - ten, ten, other_zone)  # compared as real time

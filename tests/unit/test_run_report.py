@@ -26,7 +26,11 @@ PLAN: dict[str, Any] = {
     "policy": "prod-monthly",
     "window": {"name": "sat-night", "end": "2026-11-29T02:00:00+00:00"},
     "batches": [
-        {"number": 1, "hosts": [{"host": "web1", "updates": [upd("libssl3")], "held": []}]},
+        {
+            "number": 1,
+            "duration": 240,
+            "hosts": [{"host": "web1", "updates": [upd("libssl3")], "held": []}],
+        },
         {
             "number": 2,
             "hosts": [
@@ -168,6 +172,7 @@ def test_what_was_left_for_the_next_window_says_why() -> None:
 
 def test_batches_carry_their_hosts_and_durations() -> None:
     batches = made().batches
+    assert [b.estimate for b in batches] == [240, None, None]  # the plan's, against actual
     assert [(b.number, b.hosts, b.seconds) for b in batches] == [
         (1, ("web1",), 300.0), (2, ("web2", "db1"), 900.0), (3, ("web3",), None)
     ]  # fmt: skip
