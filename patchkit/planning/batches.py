@@ -90,8 +90,11 @@ def schedule(
     start: datetime,
     cutoff: datetime,
     concurrency: int,
+    end: datetime | None = None,
 ) -> tuple[Batch, ...]:
-    """Give each batch its estimated start and duration; mark those starting at/after cutoff.
+    """Give each batch its estimated start and duration; mark for the next window those that
+    would start at/after the cutoff or, by their estimate, end after the window (``end``), and
+    every batch after them.
 
     Times are added and compared in UTC (same-zone arithmetic in Python is wall-clock, wrong
     across a DST change) and shown in the zone of ``start``.
@@ -100,11 +103,12 @@ def schedule(
     zone = start.tzinfo
     clock = start.astimezone(UTC)
     cutoff = cutoff.astimezone(UTC)
+    last = end.astimezone(UTC) if end is not None else None
     late = False
     for number, (canary, hosts) in enumerate(groups, start=1):
         forks = max(1, min(concurrency, len(hosts)))
         duration = batch_duration(hosts, forks)
-        late = late or clock >= cutoff
+        late = late or clock >= cutoff or (last is not None and clock + duration > last)
         out.append(
             Batch(
                 number=number,

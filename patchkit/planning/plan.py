@@ -118,6 +118,7 @@ def make_plan(
         ),
         cutoff=occurrence.cutoff,
         concurrency=rollout.concurrency.of(size),
+        end=occurrence.end,
     )
     warnings = _warnings(policy, scheduled, occurrence, ordered, canary_size, canary, at)
     plan = Plan(

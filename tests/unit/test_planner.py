@@ -214,6 +214,20 @@ def test_batches_past_the_cutoff_are_left_for_the_next_window() -> None:
     assert any("left for the next window" in w for w in plan.warnings)
 
 
+def test_a_batch_that_would_end_after_the_window_waits_for_the_next_one() -> None:
+    # 4h window, cutoff at 3h30. 100 minutes per host: batches 1 and 2 end at 1h40 and 3h20;
+    # batch 3 would start at 3h20, before the cutoff, but end at 5h: it waits.
+    slow = "rollout:\n  batch_size: 1\n  estimate: {base: 100m, per_package: 0s, reboot: 0s}\n"
+    fleet = [host(f"h{i}", tier=1) for i in range(3)]
+    findings = {h.name: found(h.name, ("curl", REG)) for h in fleet}
+    plan = make_plan(policy(slow), fleet, findings, AT)
+    assert [b.next_window for b in plan.batches] == [False, False, True]
+    slower = slow.replace("100m", "130m")  # batch 2 would start at 2h10 and end at 4h20
+    plan = make_plan(policy(slower), fleet, findings, AT)
+    assert [b.next_window for b in plan.batches] == [False, True, True]
+    assert plan.batches[1].start < plan.window.cutoff  # it would start in time, not end
+
+
 def test_reboot_expectation_and_approval() -> None:
     fleet = [host("db1", "db", tier=1), host("web1", tier=1)]
     findings = {
