@@ -31,7 +31,8 @@ def test_package_facts_show_installed_demo_versions(lab: Path) -> None:
 def test_hosts_are_separate_systems(lab_config: LabConfig, lab: Path) -> None:
     assert on_host(lab_config, 2, "hostname") == "host2"
     assert on_host(lab_config, 2, "ps -p 1 -o comm=") == "systemd"
-    assert on_host(lab_config, 2, "ip -4 -o addr show eth0").split()[3] == "10.77.1.12/24"
+    address = f"{lab_config.address(2)}/{lab_config.subnet.prefixlen}"  # e.g. 10.77.1.12/24
+    assert on_host(lab_config, 2, "ip -4 -o addr show eth0").split()[3] == address
     uptime = float(on_host(lab_config, 2, "cut -d' ' -f1 /proc/uptime"))
     assert uptime < 24 * 3600  # per-host uptime from lxcfs, not the controller's
 
