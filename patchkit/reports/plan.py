@@ -377,7 +377,7 @@ def _host_updates(plan: Plan, f: Facts) -> Table:
             change = f"{u.installed or 'none'} → {u.candidate}"
             table.add_row(
                 *first,
-                Text(u.package),
+                Text(u.package + (f" ({u.note})" if u.note else "")),
                 Text(change),
                 Text(u.severity, style=SEVERITY_STYLE.get(u.severity, "")),
                 Text(u.origin),

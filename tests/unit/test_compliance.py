@@ -189,6 +189,7 @@ def test_formats_carry_the_same_facts_and_escape_inventory_text() -> None:
     report = compliance.build(POLICY, evil, findings, INSTALLED, RUNS, AT)
     page = compliance.to_html(report)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>" not in page and "&lt;b&gt;prod&lt;/b&gt;" in page  # a host variable, as text
     assert "<svg" in page and page.count("<figure") == 3  # severity, latency, windows
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     markdown = compliance.to_markdown(report)

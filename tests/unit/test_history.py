@@ -19,6 +19,7 @@ from patchkit.planning.history import (
 )
 from patchkit.planning.plan import make_plan
 from patchkit.policy.model import Estimate, Promotion
+from patchkit.reports.plan import plan_html, plan_json, plan_markdown, plan_plain_text
 from tests.unit.test_planner import policy
 
 AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -221,3 +222,13 @@ def test_estimates_from_history_are_shown_per_host() -> None:
     # every host is tier 1: dev1's history speaks for all three
     assert {h.estimate for h in hosts.values()} == {timedelta(seconds=20)}
     assert hosts["prod1"].estimate_basis == "p90 of 3 past runs of similar hosts"
+
+
+def test_every_preview_format_says_where_an_update_skips_the_stages() -> None:
+    fleet, found = fleet_findings()
+    plan = make_plan(policy(PROMOTED), fleet, found, AT, history=hist())
+    note = "exempt from promotion: critical severity"
+    held = "awaiting promotion: verified on 0/1 dev hosts"
+    for text in (plan_plain_text(plan, width=250), plan_markdown(plan), plan_html(plan)):
+        assert note in text and held in text
+    assert note in plan_json(plan) and held in plan_json(plan)
