@@ -240,7 +240,8 @@ def _batches(
     tell: Notify,
 ) -> RunSummary:
     cutoff = datetime.fromisoformat(body["window"]["cutoff"])
-    end = datetime.fromisoformat(body["window"]["end"]) if body["window"].get("end") else None
+    slot = body["window"]
+    window_end = datetime.fromisoformat(slot["end"]) if slot.get("end") else None
     checks = checks_by_host(policy, hosts)
     settings = phase_settings(policy)
     threshold = policy.rollout.error_threshold
@@ -277,10 +278,10 @@ def _batches(
                 run_id, number, status="not-started", hosts=len(names), reason=reason
             )
             continue
-        if end is not None and not rules.fits(now, estimate, end):
+        if window_end is not None and not rules.fits(now, estimate, window_end):
             status = "stopped-at-cutoff"
             reason = (
-                f"batch {number} would end after the window ({end:%H:%M %Z}): estimated "
+                f"batch {number} would end after the window ({window_end:%H:%M %Z}): estimated "
                 f"{estimate.total_seconds() / 60:.0f} min"
             )
             ledger.record_batch(

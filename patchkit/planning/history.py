@@ -95,32 +95,33 @@ def promotion_verdict(
     """``(hold reason, note)`` for installing ``package`` ``version`` in environment ``env``.
 
     ``envs`` maps every host of the inventory to its environment. Hosts outside the promotion
-    order, and the first environment, are not gated. An update that failed verification in any
-    lower environment more often than ``max_failure_rate`` allows is blocked until a newer
-    version arrives (it is judged per version); otherwise it needs ``min_hosts`` verified
-    installs in the environment just before, the ``min_hosts``-th at least ``soak`` ago.
+    order are not gated. A version that failed verification in this environment or a lower one
+    more often than ``max_failure_rate`` allows is blocked until a newer version arrives (in the
+    first environment too: a broken version is not offered again); otherwise, beyond the first
+    environment, it needs ``min_hosts`` verified installs in the environment just before, the
+    ``min_hosts``-th at least ``soak`` ago.
     """
     if promotion is None or env is None or env not in promotion.order:
         return None, None
     index = promotion.order.index(env)
-    if index == 0:
-        return None, None
     exempt = _exempt(package, version, severity, promotion)
     if exempt is not None:
         return None, exempt
-    lower = set(promotion.order[:index])
-    previous = promotion.order[index - 1]
+    so_far = set(promotion.order[: index + 1])  # this environment and those before it
     installs = [
-        i for i in history.installs.get((package, version), ()) if envs.get(i.host) in lower
+        i for i in history.installs.get((package, version), ()) if envs.get(i.host) in so_far
     ]
     failed = [i for i in installs if not i.verified]
     if failed and len(failed) / len(installs) > promotion.max_failure_rate:
         where = ", ".join(sorted({f"{i.host} ({envs[i.host]})" for i in failed}))
         return (
-            f"blocked: failed verification on {len(failed)} of {len(installs)} lower-environment "
-            f"host(s) ({where}); a newer version is needed",
+            f"blocked: failed verification on {len(failed)} of {len(installs)} host(s) so far "
+            f"({where}); a newer version is needed",
             None,
         )
+    if index == 0:
+        return None, None
+    previous = promotion.order[index - 1]
     verified = sorted(i.at for i in installs if i.verified and envs.get(i.host) == previous)
     need = promotion.min_hosts
     if len(verified) < need:

@@ -79,7 +79,7 @@ def test_a_failed_verification_in_a_lower_environment_blocks_that_version() -> N
     )  # fmt: skip
     reason, _ = verdict(history)
     assert reason == (
-        "blocked: failed verification on 1 of 3 lower-environment host(s) (d2 (dev)); "
+        "blocked: failed verification on 1 of 3 host(s) so far (d2 (dev)); "
         "a newer version is needed"
     )
     newer = hist(*[(p, "8.2", h, t, ok) for p, _, h, t, ok in
@@ -87,6 +87,13 @@ def test_a_failed_verification_in_a_lower_environment_blocks_that_version() -> N
     assert verdict(History(installs={**history.installs, **newer.installs}), version="8.2") == (
         None, None
     )  # fmt: skip
+
+
+def test_a_version_that_broke_the_first_environment_is_not_offered_to_it_again() -> None:
+    history = hist(("curl", "8.1", "d1", 5, False))
+    reason, _ = verdict(history, env="dev")
+    assert reason is not None and reason.startswith("blocked: failed verification on 1 of 1")
+    assert verdict(history, env="dev", version="8.2") == (None, None)
 
 
 def test_a_failure_rate_under_the_threshold_lets_it_through() -> None:
