@@ -113,7 +113,7 @@ class LineChart:
     unit: str
     top: float  # the value at the top of the plot
     points: tuple[Point, ...]
-    ticks: tuple[tuple[float, str], ...]  # (x, label) under the plot
+    ticks: tuple[tuple[float, str, str], ...]  # (x, label, text-anchor) under the plot
 
     @property
     def path(self) -> str:
@@ -140,5 +140,10 @@ def line(
         for i, (label, v) in enumerate(values)
     )
     every = max(1, len(values) // 6)  # at most ~6 labels under the axis
-    ticks = tuple((p.x, values[i][0]) for i, p in enumerate(points) if i % every == 0)
+    shown = [i for i in range(len(points)) if i % every == 0]
+
+    def anchor(i: int) -> str:  # the outer labels grow inwards, so that none is cut off
+        return "start" if i == 0 else "end" if i == len(points) - 1 else "middle"
+
+    ticks = tuple((points[i].x, values[i][0], anchor(i)) for i in shown)
     return LineChart(title, width, height, unit, top, points, ticks)

@@ -479,6 +479,7 @@ def template_environment() -> Environment:
     )
     env.filters["md"] = md
     env.filters["span"] = span
+    env.filters["stamp"] = lambda when: "" if when is None else f"{when:%Y-%m-%d %H:%M:%S %Z}"
     return env
 
 

@@ -114,6 +114,11 @@ def _when(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+def stamp(when: datetime | None) -> str:
+    """A time for people: to the second, with its zone."""
+    return "" if when is None else f"{when:%Y-%m-%d %H:%M:%S %Z}".strip()
+
+
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 1) if start and end else None
 
@@ -252,7 +257,8 @@ def build(
         ended=ended,
         seconds=_seconds(started, ended),
         approvals=tuple(
-            f"{a['by']} at {_when(a['at'])}" + (f" ({a['comment']})" if a.get("comment") else "")
+            f"{a['by']} at {stamp(_when(a['at']))}"
+            + (f" ({a['comment']})" if a.get("comment") else "")
             for a in approvals
         ),
         batches=batches,

@@ -182,7 +182,7 @@ def test_json_is_versioned_and_complete() -> None:
     body = json.loads(run_report.to_json(made()))
     assert body["format"] == "patchkit-run-report/1"
     assert body["status"] == "halted" and body["seconds"] == 1800.0
-    assert body["approvals"] == ["alice at 2026-11-28 09:00:00+00:00 (CHG-1234)"]
+    assert body["approvals"] == ["alice at 2026-11-28 09:00:00 UTC (CHG-1234)"]
     assert {h["host"]: h["outcome"] for h in body["hosts"]}["web2"] == "rolled back"
     assert body["hosts"][0]["phases"][0] == {
         "phase": "precheck", "status": "ok", "seconds": 2.0, "message": "precheck ok"
