@@ -31,7 +31,7 @@ from patchkit.planning.priority import (
 )
 from patchkit.policy.model import Policy, PolicyException
 from patchkit.reports import charts
-from patchkit.reports.plan import md, template_environment
+from patchkit.reports.plan import md, md_table, template_environment
 
 FORMAT = "patchkit-compliance-report/1"
 # Worst first: a host's status is the worst of its updates'.
@@ -332,12 +332,6 @@ def to_csv(report: ComplianceReport) -> str:
     return out.getvalue()
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def _counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
 
@@ -355,7 +349,7 @@ def to_markdown(report: ComplianceReport) -> str:
         "## Hosts",
         "",
     ]
-    lines += _table(
+    lines += md_table(
         ["host", "status", "tier", "env", "outstanding", "note"],
         [
             [h.host, h.status, h.tier, h.env,
@@ -365,12 +359,12 @@ def to_markdown(report: ComplianceReport) -> str:
         ],
     )  # fmt: skip
     lines += ["", "## Totals", ""]
-    lines += _table(
+    lines += md_table(
         ["by", "name", "hosts", "statuses"],
         [[t.by, t.name, t.hosts, _counts(t.statuses)] for t in report.totals],
     )
     lines += ["", "## Exceptions", ""]
-    lines += _table(
+    lines += md_table(
         ["hosts", "packages", "owner", "expires", "reason"],
         [
             [", ".join(e.hosts) or "any", ", ".join(e.packages) or "all", e.owner,
@@ -379,12 +373,12 @@ def to_markdown(report: ComplianceReport) -> str:
         ],
     )  # fmt: skip
     lines += ["", "## Time to patch", ""]
-    lines += _table(
+    lines += md_table(
         ["severity", "updates", "mean days", "within deadline"],
         [[t.severity, t.updates, t.mean_days, t.within_deadline] for t in report.time_to_patch],
     )
     lines += ["", "## Windows", ""]
-    lines += _table(
+    lines += md_table(
         ["month", "runs", "completed", "success rate"],
         [[w.period, w.runs, w.completed, f"{w.success_rate:.0%}"] for w in report.windows],
     )

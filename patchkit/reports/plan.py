@@ -466,6 +466,13 @@ def md(value: object) -> str:
     return _MD_SYNTAX.sub(r"\\\1", " ".join(str(value).split()))
 
 
+def md_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """A Markdown table: the header as given, every cell through ``md``."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
+    return lines
+
+
 @cache
 def template_environment() -> Environment:
     """The Jinja environment of every report template (HTML autoescaped, Markdown not)."""

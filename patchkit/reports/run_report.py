@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from patchkit.reports import charts
-from patchkit.reports.plan import md, template_environment
+from patchkit.reports.plan import md, md_table, template_environment
 
 FORMAT = "patchkit-run-report/1"
 PHASES = ("precheck", "snapshot", "patch", "reboot", "verify", "rollback")
@@ -312,12 +312,6 @@ def to_csv(report: RunReport) -> str:
     return out.getvalue()
 
 
-def _md_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in rows]
-    return lines
-
-
 def _total(report: RunReport) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items()))
 
@@ -335,7 +329,7 @@ def to_markdown(report: RunReport) -> str:
     if report.reason:
         lines.append(f"- why: {md(report.reason)}")
     lines += ["", "## Batches", ""]
-    lines += _md_table(
+    lines += md_table(
         ["batch", "status", "hosts", "failed", "estimate s", "actual s", "why"],
         [
             [
@@ -351,7 +345,7 @@ def to_markdown(report: RunReport) -> str:
         ],
     )
     lines += ["", "## Hosts", ""]
-    lines += _md_table(
+    lines += md_table(
         ["host", "batch", "outcome", *PHASES, "packages", "message"],
         [
             [h.host, h.batch, h.outcome, *(_phase(h, p) for p in PHASES), _changes(h), h.message]
@@ -360,7 +354,7 @@ def to_markdown(report: RunReport) -> str:
     )
     if report.left:
         lines += ["", "## Left for the next window", ""]
-        lines += _md_table(
+        lines += md_table(
             ["host", "batch", "what", "why"],
             [[x.host, x.batch or "-", x.what, x.why] for x in report.left],
         )
