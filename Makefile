@@ -16,16 +16,19 @@ TEST_LAB := --name pktest --subnet 10.77.1.0/24
 # lab test's time is spent waiting for reboots and timeouts, so two labs share 2 cores well.
 TEST_WORKERS ?= 2
 LIFE_LAB := --name pklife --subnet 10.77.2.0/24
+# The lab of the molecule scenarios (.config/molecule/config.yml names the same one).
+MOLECULE_LAB := --name pkmol --subnet 10.77.30.0/24
 # Only the integration tests need root and the lab; CI runs everything.
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint unit integration lab-down clean
+.PHONY: help install demo test lint unit integration molecule lab-down clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   set up, bring the lab up, assess, plan, approve and run a patch window"
 	@echo "make test   set up, lint, type-check, run unit and integration tests on a lab"
-	@echo "make lint   ruff + mypy only;  make unit   unit tests only (no root, no lab)"
+	@echo "make lint   ruff, mypy, ansible-lint, syntax checks;  make unit   unit tests only"
+	@echo "make molecule   the roles' molecule scenarios only (on their own lab)"
 	@echo "make lab-down   tear the demo and test labs down"
 
 $(BIN)/python:
@@ -60,10 +63,17 @@ demo: install
 	@echo "plan preview: .patchkit/plan.html; ledger: .patchkit/ledger.sqlite (patchkit status)"
 	@echo "run report: $(CURDIR)/.patchkit/run.html; compliance: $(CURDIR)/.patchkit/compliance.html"
 
+# ansible-lint and molecule run their ansible-playbook from PATH: the venv's bin comes first.
+ANSIBLE_PATH := PATH=$(CURDIR)/$(BIN):$$PATH
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(ANSIBLE_PATH) $(BIN)/ansible-lint roles/ playbooks/ molecule/
+	for playbook in playbooks/*.yml; do \
+	  $(ANSIBLE_PATH) ANSIBLE_ROLES_PATH=roles $(BIN)/ansible-playbook --syntax-check \
+	    -i localhost, $$playbook > /dev/null || exit 1; done
 
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
@@ -75,7 +85,8 @@ integration: install
 	  $(PYTEST_ARGS); rc=$$?; \
 	  $(PK) lab $(TEST_LAB) down; $(PK) lab $(LIFE_LAB) down; \
 	  $(PK) lab --name pktest0 --subnet 10.77.1.0/24 down; \
-	  $(PK) lab --name pktest1 --subnet 10.77.11.0/24 down; exit $$rc
+	  $(PK) lab --name pktest1 --subnet 10.77.11.0/24 down; \
+	  $(PK) lab $(MOLECULE_LAB) down; exit $$rc
 
 test: lint unit integration
 
@@ -85,6 +96,11 @@ lab-down: install
 	$(PK) lab $(LIFE_LAB) down
 	$(PK) lab --name pktest0 --subnet 10.77.1.0/24 down
 	$(PK) lab --name pktest1 --subnet 10.77.11.0/24 down
+	$(PK) lab $(MOLECULE_LAB) down
+
+# The roles' molecule scenarios alone (make test runs them too, as tests/integration/test_molecule.py).
+molecule: install
+	$(ANSIBLE_PATH) $(BIN)/molecule test --all
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
