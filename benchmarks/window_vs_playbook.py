@@ -2,7 +2,8 @@
 
 Run on demand, as root (it brings up its own lab, ``pkbench`` on 10.77.10.0/24):
 
-    .venv/bin/python benchmarks/window_vs_playbook.py [--hosts 8] [--repeat 1] [--mitogen]
+    .venv/bin/python benchmarks/window_vs_playbook.py [--hosts 8] [--repeat 1] [--mitogen] \
+        [--only patchkit,same-tuned,...]
 
 Every variant starts from the same host state (btrfs restore), patches the same hosts in the
 same batches (patchkit's plan), and is checked afterwards on the hosts (every selected version
@@ -16,6 +17,9 @@ Variants:
                     defaults (no pipelining, 5 forks): patchkit's controller overhead shows here
   same-tuned        the same with patchkit's tuning (pipelining, ControlPersist with keep-alives,
                     forks = batch concurrency)
+  same-runner       the same through patchkit's ansible-runner adapter (run_playbook, events to a
+                    handler), without ledger, locks or display: patchkit/same-runner is the cost
+                    of the controller, same-runner/same-tuned the cost of ansible-runner
   lean-default      benchmarks/handwritten_patch.yml: the short playbook an ops team writes (the
                     same steps without patchkit's extra checks and records), Ansible's defaults
                     (facts gathered, no pipelining, 5 forks)
@@ -43,7 +47,7 @@ from typing import Any
 from _common import BIN, patchkit
 
 from patchkit import content
-from patchkit.execution.runner import ansible_env
+from patchkit.execution.runner import ansible_env, run_playbook
 from patchkit.execution.window import batch_extravars, checks_by_host, phase_settings
 from patchkit.inventory import load as load_inventory
 from patchkit.lab import hosts, lifecycle
@@ -136,12 +140,34 @@ def run_playbook_batches(
         return time.monotonic() - start
 
 
+def run_adapter_batches(
+    plan: dict[str, Any], inventory: Path, extravars: Callable[[dict[str, Any]], dict[str, Any]]
+) -> float:
+    """The batches through patchkit's runner adapter alone, as `patchkit run` calls it."""
+    start = time.monotonic()
+    for batch in plan["batches"]:
+        result = run_playbook(
+            content.playbook("patch.yml"),
+            inventory,
+            limit=",".join(h["host"] for h in batch["hosts"]),
+            extravars=extravars(batch),
+            forks=max(1, int(batch["concurrency"])),
+            cancel=lambda: False,
+        )
+        if result.rc != 0:
+            sys.exit(f"patch.yml through the adapter failed on batch {batch['number']}")
+    return time.monotonic() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant (median shown)")
     parser.add_argument("--mitogen", action="store_true", help="also time patchkit --mitogen")
     parser.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    parser.add_argument(
+        "--only", help="comma-separated variants to time (default: all), e.g. patchkit,same-tuned"
+    )
     parser.add_argument("--name", default="pkbench")
     parser.add_argument("--subnet", default="10.77.10.0/24")
     args = parser.parse_args()
@@ -202,11 +228,19 @@ def main() -> None:
             variants[f"same-{suffix}"] = partial(
                 run_playbook_batches, content.playbook("patch.yml"), plan, inventory, same, tuned
             )
+            if tuned:
+                variants["same-runner"] = partial(run_adapter_batches, plan, inventory, same)
             variants[f"lean-{suffix}"] = partial(
                 run_playbook_batches, ROOT / "benchmarks" / "handwritten_patch.yml", plan,
                 inventory, lean, tuned,
             )  # fmt: skip
 
+        if args.only:
+            wanted_variants = args.only.split(",")
+            unknown = sorted(set(wanted_variants) - set(variants))
+            if unknown:
+                sys.exit(f"unknown variants {unknown}; known: {', '.join(variants)}")
+            variants = {name: variants[name] for name in wanted_variants}
         times: dict[str, list[float]] = {name: [] for name in variants}
         for round_ in range(args.repeat):
             for name, go in variants.items():
@@ -224,6 +258,8 @@ def main() -> None:
         for name in [n for n in median if n.startswith("patchkit")]:
             for other in [n for n in median if not n.startswith("patchkit")]:
                 print(f"  {name}/{other} = {median[name] / median[other]:.2f}")
+        if {"same-runner", "same-tuned"} <= set(median):  # what ansible-runner itself adds
+            print(f"  same-runner/same-tuned = {median['same-runner'] / median['same-tuned']:.2f}")
     finally:
         if not args.keep:
             lifecycle.down(config, inventory_dir)
