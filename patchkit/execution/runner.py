@@ -3,7 +3,15 @@
 Follows what was checked on this machine (shared/ANSIBLE-NOTES.md): a fresh private data dir per
 run, results kept from ``event_handler`` (never by re-reading ``Runner.events``), the venv's bin
 on PATH (runner needs ``ansible-playbook``), ``timeout=`` for a job timeout that applies, and fast
-SSH defaults (pipelining, ControlPersist, no host key prompts).
+SSH defaults (pipelining, ControlPersist).
+
+Two safety rules hold for every job. Host keys are checked: ansible-runner turns checking off
+unless the job's environment says otherwise, and an environment variable outranks ansible.cfg, so
+``ANSIBLE_HOST_KEY_CHECKING`` is always set here (an inventory opts a host out in Ansible's own
+way: ``ansible_host_key_checking: false`` or ``ansible_ssh_common_args``). And the job sees only
+an allow-list of the controller's environment: runner copies the whole process environment into
+the job (and into its artifact files), which would hand the ledger URL with its password and the
+webhook tokens to every play.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -19,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import ansible_runner
+from ansible_runner.interface import init_runner
 
 from patchkit import content
 from patchkit.errors import RunnerError
@@ -92,6 +101,8 @@ def task_result(event: Mapping[str, Any]) -> TaskResult | None:
     res = data.get("res", {}) or {}
     if status == "ok" and res.get("changed"):
         status = "changed"
+    if status == "unreachable":
+        res = dict(res) | {"msg": _explain_unreachable(str(res.get("msg", "")))}
     return TaskResult(
         host=str(data.get("host", "")),
         task=str(data.get("task", "")),
@@ -100,6 +111,34 @@ def task_result(event: Mapping[str, Any]) -> TaskResult | None:
         result=_freeze(dict(res)),
         duration=data.get("duration"),
     )
+
+
+_CHANGED_FOR = re.compile(r"Host key for (\S+) has changed")
+_OFFENDING = re.compile(r"Offending \S+ key in (\S+:\d+)")
+_UNKNOWN_FOR = re.compile(r"host key is known for (\S+)")
+
+
+def _explain_unreachable(message: str) -> str:
+    """ssh's host key refusals in one line, with what to do (its own banner is 15 lines)."""
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in message:
+        host = _CHANGED_FOR.search(message)
+        entry = _OFFENDING.search(message)
+        address = host.group(1) if host else "ADDRESS"
+        recorded = f" ({entry.group(1)})" if entry else ""
+        return (
+            f"refused: the SSH key of {address} is not the one in known_hosts{recorded}: the "
+            "host was rebuilt, or someone is in the way; check it out of band, then replace "
+            f"its entry (ssh-keygen -R {address}, and add the new key)"
+        )
+    if "Host key verification failed" in message:
+        host = _UNKNOWN_FOR.search(message)
+        address = host.group(1) if host else "ADDRESS"
+        return (
+            f"refused: the SSH key of {address} is not in known_hosts; add it once its "
+            f"fingerprint is checked (ssh-keyscan {address}), or opt the host out in the "
+            "inventory (ansible_host_key_checking: false)"
+        )
+    return message
 
 
 def mitogen_strategy_dir() -> Path | None:
@@ -111,9 +150,40 @@ def mitogen_strategy_dir() -> Path | None:
     return found if found.is_dir() else None
 
 
-def ansible_env(*, mitogen: bool = False) -> dict[str, str]:
+# What a job keeps of the controller's environment: what ansible-playbook, ssh (agent, Kerberos)
+# and the commands delegated to localhost need, the user's own Ansible settings, and runner's own
+# additions (AWX_*). Anything else (PATCHKIT_LEDGER, tokens, cloud credentials) stays behind.
+_KEEP = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "TMPDIR",
+        "SSH_AUTH_SOCK",
+        "KRB5CCNAME",
+        "KRB5_CONFIG",
+        "ORIGINAL_STDOUT_CALLBACK",
+        "AD_HOC_COMMAND_ID",
+    }
+)
+_KEEP_PREFIXES = ("ANSIBLE_", "LC_", "AWX_")
+
+
+def job_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``env`` a playbook may see (the allow-list above)."""
+    return {k: v for k, v in env.items() if k in _KEEP or k.startswith(_KEEP_PREFIXES)}
+
+
+def ansible_env(*, mitogen: bool = False, host_key_checking: bool = True) -> dict[str, str]:
     """Environment for ansible-playbook: our venv first on PATH, tuned SSH, our roles.
 
+    ``host_key_checking`` False (a policy's explicit choice) lets ssh accept any host key.
     ``mitogen`` swaps the linear strategy for mitogen's (same order of tasks, one persistent
     Python per host instead of a module upload per task); RunnerError when it is not installed.
     """
@@ -130,6 +200,7 @@ def ansible_env(*, mitogen: bool = False) -> dict[str, str]:
     return strategy | {
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
         "ANSIBLE_ROLES_PATH": str(content.roles_dir()),
+        "ANSIBLE_HOST_KEY_CHECKING": str(host_key_checking),
         "ANSIBLE_PIPELINING": "True",
         # ServerAlive*: a shared (ControlPersist) connection to a host whose network went away
         # would otherwise hang its next task until the job timeout; this fails it in ~15 s.
@@ -159,6 +230,7 @@ def run_playbook(
     on_task: Callable[[TaskResult], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     mitogen: bool = False,
+    host_key_checking: bool = True,
 ) -> PlaybookResult:
     """Run ``playbook`` against ``inventory`` and return every task outcome per host.
 
@@ -187,7 +259,7 @@ def run_playbook(
         return False  # keep results in memory only; nothing to write per event
 
     with tempfile.TemporaryDirectory(prefix="patchkit-runner-") as private:
-        runner = ansible_runner.run(
+        runner = init_runner(
             private_data_dir=private,
             playbook=str(playbook.resolve()),
             inventory=str(inventory.resolve()),
@@ -195,12 +267,15 @@ def run_playbook(
             extravars=dict(extravars or {}),
             cmdline="--check" if check else None,
             forks=forks,
-            envvars=ansible_env(mitogen=mitogen),
+            envvars=ansible_env(mitogen=mitogen, host_key_checking=host_key_checking),
             event_handler=handler,
             quiet=True,
             timeout=timeout,
             cancel_callback=cancel,
         )
+        # runner seeded the job's environment with the whole of ours: keep the allow-list only
+        runner.config.env = job_environment(runner.config.env)
+        runner.run()
         stdout = runner.stdout.read() if runner.rc != 0 and not tasks else ""
     log.debug("playbook %s finished: %s rc=%s", playbook.name, runner.status, runner.rc)
     if runner.status == "canceled":

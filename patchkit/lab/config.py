@@ -180,6 +180,11 @@ class LabConfig:
         """Shared by all labs: the private key Ansible logs in with (the image trusts it)."""
         return self.root / "ssh" / "id_ed25519"
 
+    @property
+    def known_hosts(self) -> Path:
+        """The lab hosts' SSH host keys, written from their disks (ssh and Ansible check them)."""
+        return self.lab_dir / "known_hosts"
+
     def host_dir(self, index: int) -> Path:
         """The host's disk: a writable btrfs subvolume."""
         return self.pool_dir / self.host_name(index)

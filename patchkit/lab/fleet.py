@@ -63,8 +63,10 @@ def inventory(config: LabConfig, indices: Iterable[int]) -> dict[str, Any]:
                     "vars": {
                         "ansible_user": "root",
                         "ansible_ssh_private_key_file": str(config.key_path),
+                        # the lab knows its hosts' keys: a changed key is refused
                         "ansible_ssh_common_args": (
-                            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+                            "-o StrictHostKeyChecking=yes"
+                            f" -o UserKnownHostsFile={config.known_hosts}"
                         ),
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "patchkit_lab_name": config.name,

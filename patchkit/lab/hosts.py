@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,15 +23,15 @@ SSH_TIMEOUT = 120.0  # 8 hosts booting at once on 2 busy cores took over 60 s on
 
 
 def ssh_argv(config: LabConfig, index: int, connect_timeout: int = 2) -> list[str]:
-    """ssh to host ``index`` as root with the lab key (no host key checks: hosts are clones)."""
+    """ssh to host ``index`` as root with the lab key, checking its key against the lab's own."""
     return [
         "ssh",
         "-i",
         str(config.key_path),
         "-o",
-        "StrictHostKeyChecking=no",
+        "StrictHostKeyChecking=yes",
         "-o",
-        "UserKnownHostsFile=/dev/null",
+        f"UserKnownHostsFile={config.known_hosts}",
         "-o",
         "LogLevel=ERROR",
         "-o",
@@ -91,7 +93,36 @@ def create(config: LabConfig, index: int) -> None:
         image.snapshot(config.pool_dir / image.BASE, config.host_dir(index), readonly=False)
         _write_host_files(config, index)
         system.run(["ssh-keygen", "-q", "-A", "-f", str(config.host_dir(index))])
+        write_known_hosts(config)
     network.ensure_host(config, index)
+
+
+def known_hosts_lines(address: str, public_keys: Iterable[str]) -> list[str]:
+    """known_hosts lines for ``address`` from the host's ``ssh_host_*_key.pub`` contents."""
+    lines = []
+    for text in public_keys:
+        fields = text.split()
+        if len(fields) >= 2:
+            lines.append(f"{address} {fields[0]} {fields[1]}")
+    return lines
+
+
+def write_known_hosts(config: LabConfig) -> None:
+    """Write the lab's known_hosts from the keys on the hosts' disks.
+
+    The lab made every host's keys itself, so it knows them without asking the network (as a
+    CMDB or a cloud's instance metadata would); a key that differs later is refused.
+    """
+    lines: list[str] = []
+    for index in existing(config):
+        keys = sorted((config.host_dir(index) / "etc/ssh").glob("ssh_host_*_key.pub"))
+        lines += known_hosts_lines(str(config.address(index)), (k.read_text() for k in keys))
+    config.lab_dir.mkdir(parents=True, exist_ok=True)
+    # a private name, then a rename: hosts created side by side never see a half-written file
+    fd, partial = tempfile.mkstemp(dir=config.lab_dir, prefix=".known_hosts.")
+    with os.fdopen(fd, "w") as out:
+        out.writelines(line + "\n" for line in lines)
+    Path(partial).replace(config.known_hosts)
 
 
 def start(config: LabConfig, index: int) -> None:

@@ -99,6 +99,7 @@ def up(config: LabConfig, count: int, inventory_dir: Path) -> list[int]:
         to_start = [i for i in wanted if not hosts.running(config, i)]
         if to_start:
             log.info("starting %s", ", ".join(config.host_name(i) for i in to_start))
+        hosts.write_known_hosts(config)  # also for a lab made before the lab kept them
         for index in to_start:
             hosts.start(config, index)
         hosts.wait_ssh(config, wanted)

@@ -99,3 +99,69 @@ def test_mitogen_swaps_the_strategy_only_when_asked(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(runner, "mitogen_strategy_dir", lambda: None)
     with pytest.raises(RunnerError, match="mitogen was asked for but is not installed"):
         runner.ansible_env(mitogen=True)
+
+
+def test_host_keys_are_checked_unless_the_policy_turns_it_off() -> None:
+    # runner sets ANSIBLE_HOST_KEY_CHECKING=False when the job's environment leaves it out
+    assert runner.ansible_env()["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert runner.ansible_env(host_key_checking=False)["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+
+
+def test_a_job_keeps_only_the_allowed_part_of_the_environment() -> None:
+    controller = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "SSH_AUTH_SOCK": "/run/agent",
+        "ANSIBLE_CONFIG": "/etc/ansible/site.cfg",
+        "AWX_ISOLATED_DATA_DIR": "/tmp/x/artifacts/1",  # runner's own
+        "PATCHKIT_LEDGER": "postgresql://patchkit:secret@db/patchkit",
+        "PATCHKIT_ANYTHING": "x",
+        "CHAT_TOKEN": "t0ken",
+        "AWS_SECRET_ACCESS_KEY": "k",
+        "PYTHONPATH": "/somewhere",
+    }
+    kept = runner.job_environment(controller)
+    assert set(kept) == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "SSH_AUTH_SOCK",
+        "ANSIBLE_CONFIG",
+        "AWX_ISOLATED_DATA_DIR",
+    }
+
+
+# What OpenSSH 9.2 printed through Ansible on the lab (a host given new keys; a host never seen).
+CHANGED = """Failed to connect to the host via ssh: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!
+Add correct host key in /var/lib/patchkit/lab/pkdev/known_hosts to get rid of this message.
+Offending RSA key in /var/lib/patchkit/lab/pkdev/known_hosts:3
+  remove with:
+  ssh-keygen -f "/var/lib/patchkit/lab/pkdev/known_hosts" -R "10.77.40.11"
+Host key for 10.77.40.11 has changed and you have requested strict checking.
+Host key verification failed."""
+UNKNOWN = (
+    "Failed to connect to the host via ssh: No ED25519 host key is known for 10.77.40.12 and "
+    "you have requested strict checking.\r\nHost key verification failed."
+)
+
+
+def test_host_key_refusals_read_as_one_line_with_what_to_do() -> None:
+    changed = task_result(_event("runner_on_unreachable", msg=CHANGED))
+    unknown = task_result(_event("runner_on_unreachable", msg=UNKNOWN))
+    assert changed is not None and unknown is not None
+    assert changed.message == (
+        "refused: the SSH key of 10.77.40.11 is not the one in known_hosts "
+        "(/var/lib/patchkit/lab/pkdev/known_hosts:3): the host was rebuilt, or someone is in "
+        "the way; check it out of band, then replace its entry (ssh-keygen -R 10.77.40.11, "
+        "and add the new key)"
+    )
+    assert unknown.message.startswith("refused: the SSH key of 10.77.40.12 is not in known_hosts")
+    assert "ssh-keyscan 10.77.40.12" in unknown.message
+    other = task_result(_event("runner_on_unreachable", msg="Connection timed out"))
+    assert other is not None and other.message == "Connection timed out"
