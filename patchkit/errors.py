@@ -12,6 +12,9 @@ class ExitCode(enum.IntEnum):
     FAILURES = 1  # the window had failures or halted; a lab operation failed
     BAD_INPUT = 2  # bad input or an environment patchkit cannot work in
     REFUSED = 3  # refused: unapproved plan, lock held, plan changed since approval
+    # A bug in patchkit (an exception nothing expected): sysexits' EX_SOFTWARE, so that a
+    # script can tell a crash from a window that failed.
+    BUG = 70
 
 
 class PatchkitError(Exception):

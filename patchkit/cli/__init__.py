@@ -8,6 +8,7 @@ import traceback
 
 import click
 from rich.logging import RichHandler
+from rich.text import Text
 
 from patchkit import __version__
 from patchkit.cli.consoles import err_console
@@ -35,7 +36,8 @@ from .window import approve, resume, run, status
 def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> None:
     """patchkit: patch windows for Ansible fleets, driven by a patch policy.
 
-    Exit codes: 0 ok, 1 failures or a halted window, 2 bad input, 3 refused.
+    Exit codes: 0 ok, 1 failures or a halted window, 2 bad input, 3 refused, 70 a bug in
+    patchkit (an internal error; --debug shows its traceback).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -53,30 +55,46 @@ for command in (scope, assess, plan, approve, run, resume, status, runs, rollbac
     cli.add_command(command)
 
 
+def _say(head: str, text: str, hint: str | None = None) -> None:
+    """An error as the user reads it: the head styled, their text never read as markup."""
+    err_console.print(Text.assemble((head, "bold red"), " ", text), highlight=False)
+    if hint:
+        err_console.print(Text(f"  what to do: {hint}"), highlight=False)
+
+
 def main() -> None:
-    """Console script entry point: turns patchkit errors into one line and an exit code."""
+    """Console script entry point: every way out is one message and a documented exit code.
+
+    patchkit's own errors say what is wrong and what to do; an exception nothing expected is a
+    bug, said as such with its own exit code (the traceback only with --debug).
+    """
+    debug = "--debug" in sys.argv
     try:
         cli.main(prog_name="patchkit", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         err_console.print("patchkit: interrupted")
         sys.exit(ExitCode.FAILURES)
     except click.UsageError as exc:
         # Same shape as every other error: what is wrong, then what to do.
-        err_console.print(f"[bold red]patchkit: error:[/] {exc.format_message()}", highlight=False)
         where = exc.ctx.command_path if exc.ctx is not None else "patchkit"
-        err_console.print(f"  what to do: see '{where} --help'", highlight=False)
+        _say("patchkit: error:", exc.format_message(), f"see '{where} --help'")
         sys.exit(ExitCode.BAD_INPUT)
     except click.ClickException as exc:
-        exc.show()
+        _say("patchkit: error:", exc.format_message())
         sys.exit(ExitCode.BAD_INPUT)
     except PatchkitError as exc:
-        if "--debug" in sys.argv:
+        if debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]patchkit: error:[/] {exc.message}", highlight=False)
-        if exc.hint:
-            err_console.print(f"  what to do: {exc.hint}", highlight=False)
+        _say("patchkit: error:", exc.message, exc.hint)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err_console.print("patchkit: interrupted")
-        sys.exit(ExitCode.FAILURES)
+    except Exception as exc:  # the one place that turns a bug into a message
+        if debug:
+            traceback.print_exc()
+        _say(
+            "patchkit: internal error:",
+            f"{type(exc).__name__}: {exc}",
+            "this is a bug in patchkit, not in your input; run again with --debug for the "
+            f"traceback and report it (exit code {int(ExitCode.BUG)})",
+        )
+        sys.exit(ExitCode.BUG)
     sys.exit(ExitCode.OK)

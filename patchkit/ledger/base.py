@@ -52,6 +52,16 @@ def shown_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+# Backends (URL schemes before any "+driver") the schema is written and tested for.
+SUPPORTED = frozenset({"sqlite", "postgresql"})
+
+
+def _backend(url: str) -> str:
+    """The database named by ``url`` (``postgresql+psycopg://`` → ``postgresql``), or ""."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.split("+", 1)[0].lower() if sep else ""
+
+
 def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -91,7 +101,10 @@ class LedgerBase:
             self.engine = self._connect(given)
             with self.engine.begin() as conn:
                 self._bring_up_to_date(conn)
-        except (SQLAlchemyError, ValueError) as exc:  # ValueError: a port that is no number
+        except LedgerError:
+            raise
+        # ValueError: a port that is no number; OSError: the ledger's folder cannot be made
+        except (SQLAlchemyError, ValueError, OSError) as exc:
             raise self._error("cannot open", exc) from None
 
     def _bring_up_to_date(self, conn: Connection) -> None:
@@ -128,11 +141,28 @@ class LedgerBase:
                 update(t.meta).where(t.meta.c.key == "schema").values(value=str(t.SCHEMA_VERSION))
             )
 
-    @staticmethod
-    def _connect(url: str) -> Engine:
+    def _connect(self, url: str) -> Engine:
+        backend = _backend(url)
+        if backend not in SUPPORTED:
+            raise LedgerError(
+                f"ledger {self.url}: {backend or 'this URL'} is not a database patchkit keeps "
+                "its ledger in",
+                hint="use sqlite:///PATH (the default) or postgresql://USER@HOST/DB",
+            )
+        if url in ("sqlite://", "sqlite:///"):  # SQLAlchemy would keep it in memory: lost at exit
+            raise LedgerError(
+                f"ledger {self.url}: a SQLite ledger needs a file",
+                hint="give its path: sqlite:///relative/path.sqlite or sqlite:////absolute/path",
+            )
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        try:
+            engine = create_engine(url)
+        except ModuleNotFoundError as exc:
+            raise LedgerError(
+                f"ledger {self.url}: the database driver {exc.name} is not installed",
+                hint="pip install 'patchkit[postgresql]' (psycopg 3) for a PostgreSQL ledger",
+            ) from None
         if engine.dialect.name == "sqlite":
 
             @event.listens_for(engine, "connect")

@@ -1,0 +1,74 @@
+"""Unit: the top-level guard of the patchkit command (every way out is a message and a code)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import click
+import pytest
+
+from patchkit.cli import cli, main
+from patchkit.errors import ExitCode, PolicyError
+
+
+@click.command("raise-for-test", hidden=True)
+@click.argument("kind")
+def _raiser(kind: str) -> None:
+    if kind == "bug":
+        raise ZeroDivisionError("division by zero")
+    if kind == "policy":
+        raise PolicyError(["p.yml:3: name: [/] is :100: [a-z0-9] begin:end:step"], hint="[bold]x")
+    raise KeyboardInterrupt
+
+
+@pytest.fixture
+def raiser() -> Iterator[None]:
+    cli.add_command(_raiser)
+    yield
+    cli.commands.pop("raise-for-test")
+
+
+def _exit_of(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["patchkit", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    return int(stopped.value.code or 0)
+
+
+def test_an_unexpected_exception_is_a_bug_with_its_own_exit_code(
+    raiser: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_of(monkeypatch, "raise-for-test", "bug") == ExitCode.BUG == 70
+    err = capsys.readouterr().err
+    assert "patchkit: internal error: ZeroDivisionError: division by zero" in err
+    assert "this is a bug in patchkit" in err and "--debug" in err
+    assert "Traceback" not in err
+
+
+def test_debug_adds_the_traceback(
+    raiser: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_of(monkeypatch, "--debug", "raise-for-test", "bug") == ExitCode.BUG
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err
+
+
+def test_a_patchkit_error_is_printed_as_written_with_its_exit_code(
+    raiser: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_of(monkeypatch, "raise-for-test", "policy") == ExitCode.BAD_INPUT
+    err = " ".join(capsys.readouterr().err.split())
+    assert "patchkit: error: p.yml:3: name: [/] is :100: [a-z0-9] begin:end:step" in err
+    assert "what to do: [bold]x" in err
+
+
+def test_an_interrupt_and_usage_errors_have_their_documented_codes(
+    raiser: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_of(monkeypatch, "raise-for-test", "interrupt") == ExitCode.FAILURES
+    assert "patchkit: interrupted" in capsys.readouterr().err
+    assert _exit_of(monkeypatch, "no-such-command") == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "No such command 'no-such-command'" in err and "see 'patchkit --help'" in err
+    assert _exit_of(monkeypatch, "--version") == ExitCode.OK
