@@ -39,7 +39,7 @@ def _exit_of(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
 def test_an_unexpected_exception_is_a_bug_with_its_own_exit_code(
     raiser: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _exit_of(monkeypatch, "raise-for-test", "bug") == ExitCode.BUG == 70
+    assert _exit_of(monkeypatch, "raise-for-test", "bug") == 70 == int(ExitCode.BUG)
     err = capsys.readouterr().err
     assert "patchkit: internal error: ZeroDivisionError: division by zero" in err
     assert "this is a bug in patchkit" in err and "--debug" in err
