@@ -8,11 +8,15 @@ where the hosts are, carry the file over, plan from it. docs/findings-format.md 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from patchkit.errors import FindingsError
 from patchkit.model import Finding, PendingUpdate
@@ -21,6 +25,12 @@ FORMAT = "patchkit-findings"
 VERSION = 1
 HINT = "see docs/findings-format.md; 'patchkit assess --export FILE' writes a valid file"
 _MAX_PROBLEMS = 20  # past this many, a file is wrong in the same way throughout: stop listing
+# About 2 KB a host with its updates: 256 MiB is over 100,000 hosts. Past it, a file is not an
+# export, and parsing it would take gigabytes.
+MAX_BYTES = 256 * 1024 * 1024
+_MAX_DIGITS = 30  # longer integers are not ours; Python refuses past 4,300 digits, and slowly
+_YEARS = range(1970, 9000)  # deadlines are computed from these times: keep far from datetime.max
+_CHUNK = 1024 * 1024
 
 _HOST_KEYS = {"host", "assessed_at", "reachable", "reboot_pending", "message", "updates"}
 _UPDATE_KEYS = {"package", "installed", "candidate", "origin", "first_seen"}
@@ -76,61 +86,133 @@ def dumps(findings: Iterable[Finding]) -> str:
     return json.dumps(to_data(findings), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def load(path: Path) -> tuple[Finding, ...]:
-    """Read a findings file; FindingsError names the file and the JSON path of every problem."""
+def load(path: Path, *, max_bytes: int = MAX_BYTES) -> tuple[Finding, ...]:
+    """Read a findings file; FindingsError names the file and the JSON path of every problem.
+
+    A regular file or a pipe (``--findings <(ssh bastion cat findings.json)``) is read, up to
+    ``max_bytes``; a directory, a device or a larger file is refused without reading it all.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = _bounded(stream, path, max_bytes)
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise FindingsError(f"{path}: cannot read: {reason}", hint=HINT) from None
     return loads(text, str(path))
 
 
+def _bounded(stream: BinaryIO, path: Path, max_bytes: int) -> bytes:
+    info = os.fstat(stream.fileno())  # of what was opened, not of what the path names now
+    too_big = FindingsError(
+        f"{path}: cannot read: larger than {max_bytes:,} bytes, more than any findings file",
+        hint=HINT,
+    )
+    if stat.S_ISREG(info.st_mode):
+        if info.st_size > max_bytes:
+            raise too_big
+    elif not stat.S_ISFIFO(info.st_mode):
+        raise FindingsError(f"{path}: cannot read: not a file (a device or socket)", hint=HINT)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := stream.read(_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:  # a file that grew, or a pipe that does not end
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def loads(text: str, source: str) -> tuple[Finding, ...]:
     """Parse a findings file's text; ``source`` names it in errors (usually its path)."""
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text,
+            parse_constant=_not_json,
+            parse_int=_integer,
+            object_pairs_hook=_Object.of,
+        )
     except json.JSONDecodeError as exc:
         raise FindingsError(
             f"{source}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", hint=HINT
         ) from None
+    except RecursionError:
+        raise FindingsError(
+            f"{source}: not a findings file: lists or objects nested too deeply", hint=HINT
+        ) from None
     reader = _Reader()
     findings = reader.document(data)
-    if reader.problems:
-        problems = [f"{source}: {p}" for p in reader.problems[:_MAX_PROBLEMS]]
-        if len(reader.problems) > _MAX_PROBLEMS:
-            problems.append(f"{source}: … and {len(reader.problems) - _MAX_PROBLEMS} more")
+    if reader.count:
+        problems = [f"{source}: {p}" for p in reader.problems]
+        if reader.count > len(problems):
+            problems.append(f"{source}: … and {reader.count - len(problems)} more")
         head = (
             problems[0]
             if len(problems) == 1
-            else f"{source}: {len(reader.problems)} problems:\n  " + "\n  ".join(problems)
+            else f"{source}: {reader.count} problems:\n  " + "\n  ".join(problems)
         )
         raise FindingsError(head, hint=HINT)
     return findings
+
+
+@dataclass(frozen=True)
+class _Odd:
+    """A value Python's json accepts and JSON does not (NaN, Infinity), or an integer too long
+    for any field: kept as a value, so that the reader says where it is."""
+
+    described: str
+
+
+def _not_json(name: str) -> _Odd:
+    return _Odd(f"{name} (not a JSON value)")
+
+
+def _integer(text: str) -> int | _Odd:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= _MAX_DIGITS else _Odd(f"a number of {digits:,} digits")
+
+
+class _Object(dict[str, Any]):
+    """A JSON object that remembers the keys it held twice (json keeps the last silently)."""
+
+    twice: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _Object:
+        made = cls(pairs)
+        if len(made) < len(pairs):
+            counted = Counter(key for key, _ in pairs)
+            made.twice = tuple(sorted(key for key, n in counted.items() if n > 1))
+        return made
 
 
 class _Reader:
     """Checks a parsed document and builds Findings, collecting every problem with its path."""
 
     def __init__(self) -> None:
-        self.problems: list[str] = []
+        self.problems: list[str] = []  # the first _MAX_PROBLEMS of them
+        self.count = 0
 
     def problem(self, where: str, what: str) -> None:
-        self.problems.append(f"{where}: {what}")
+        self.count += 1
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(f"{where}: {what}")
 
     def document(self, data: Any) -> tuple[Finding, ...]:
         if not isinstance(data, dict):
             self.problem("(top)", f"expected an object, found {_kind(data)}")
             return ()
+        self.twice("", data)
         if data.get("format") != FORMAT:
-            self.problem("format", f"expected {FORMAT!r}, found {data.get('format')!r}")
+            self.problem("format", f"expected {FORMAT!r}, found {_value(data.get('format'))}")
             return ()
         version = data.get("version")
-        if version != VERSION:
+        # type() and not ==: true == 1 and 1.0 == 1 in Python, and neither is version 1
+        if type(version) is not int or version != VERSION:
             what = (
                 f"{version!r} is newer than this patchkit reads ({VERSION}); upgrade patchkit"
-                if isinstance(version, int) and not isinstance(version, bool) and version > VERSION
-                else f"expected {VERSION}, found {version!r}"
+                if type(version) is int and version > VERSION
+                else f"expected {VERSION}, found {_value(version)}"
             )
             self.problem("version", what)
             return ()
@@ -162,7 +244,7 @@ class _Reader:
         if not isinstance(item, dict):
             self.problem(where, f"expected an object, found {_kind(item)}")
             return None
-        before = len(self.problems)
+        before = self.count
         self.unknown_keys(where, item, _HOST_KEYS)
         name = self.string(where, item, "host", required=True, empty=False)
         assessed_at = self.time(where, item, "assessed_at", required=True)
@@ -172,7 +254,7 @@ class _Reader:
         updates = self.updates(where, item.get("updates", []))
         if reachable is False and updates:
             self.problem(f"{where}.updates", "an unreachable host cannot have pending updates")
-        if len(self.problems) > before or name is None or assessed_at is None:
+        if self.count > before or name is None or assessed_at is None:
             return None
         return Finding(
             host=name,
@@ -193,7 +275,7 @@ class _Reader:
             if not isinstance(item, dict):
                 self.problem(at, f"expected an object, found {_kind(item)}")
                 continue
-            before = len(self.problems)
+            before = self.count
             self.unknown_keys(at, item, _UPDATE_KEYS)
             package = self.string(at, item, "package", required=True, empty=False)
             if "installed" not in item:
@@ -204,7 +286,7 @@ class _Reader:
             first_seen = self.time(at, item, "first_seen", required=False)
             if package is not None and package in out:
                 self.problem(f"{at}.package", f"{package!r} is listed twice for this host")
-            if len(self.problems) > before or package is None or candidate is None:
+            if self.count > before or package is None or candidate is None:
                 continue
             out[package] = PendingUpdate(
                 package=package,
@@ -218,9 +300,16 @@ class _Reader:
     # ------------------------------------------------------------ typed fields
 
     def unknown_keys(self, where: str, item: dict[str, Any], known: set[str]) -> None:
+        if where:  # the document's own keys are checked first, in document()
+            self.twice(where, item)
         for key in sorted(set(item) - known):
-            path = f"{where}.{key}" if where else key
+            path = f"{where}.{_key(key)}" if where else _key(key)
             self.problem(path, f"unknown key (expected one of: {', '.join(sorted(known))})")
+
+    def twice(self, where: str, item: dict[str, Any]) -> None:
+        for key in getattr(item, "twice", ()):
+            path = f"{where}.{_key(key)}" if where else _key(key)
+            self.problem(path, "appears twice in one object (which one is meant?)")
 
     def string(
         self,
@@ -242,6 +331,9 @@ class _Reader:
             return None
         if not isinstance(value, str):
             self.problem(path, f"expected a string, found {_kind(value)}")
+            return None
+        if not _encodable(value):
+            self.problem(path, f"{_value(value)} holds a lone surrogate (\\ud800 to \\udfff)")
             return None
         if not empty and not value.strip():
             self.problem(path, "must not be empty")
@@ -279,10 +371,15 @@ class _Reader:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            self.problem(path, f"{value!r} is not an ISO 8601 time, e.g. 2026-11-20T08:15:00+00:00")
+            self.problem(
+                path, f"{_value(value)} is not an ISO 8601 time, e.g. 2026-11-20T08:15:00+00:00"
+            )
             return None
         if parsed.utcoffset() is None:
-            self.problem(path, f"{value!r} has no UTC offset (add e.g. +00:00 or Z)")
+            self.problem(path, f"{_value(value)} has no UTC offset (add e.g. +00:00 or Z)")
+            return None
+        if parsed.year not in _YEARS:
+            self.problem(path, f"{_value(value)} is out of range (years {_YEARS[0]} to 8999)")
             return None
         return parsed
 
@@ -296,7 +393,33 @@ def _kind(value: Any) -> str:
     if isinstance(value, int | float):
         return f"a number ({value})"
     if isinstance(value, str):
-        return f"a string ({value!r})"
+        return f"a string ({_value(value)})"
+    if isinstance(value, _Odd):
+        return value.described
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def _value(value: Any) -> str:
+    """A string or number as written in a message, cut short; other values by their kind."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return _kind(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _key(key: str) -> str:
+    """An object key as part of a JSON path: as is, unless it would garble the message."""
+    if key.isprintable() and len(key) <= 60 and key.strip() == key and key:
+        return key
+    return _value(key)
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: JSON's \\udXXX escapes can make lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,13 +1,24 @@
 """Ansible inventory → Host records, read by ansible-core's own inventory code.
 
 Any source ``ansible-inventory -i`` takes works: INI or YAML files, directories (with their
-``group_vars/`` and ``host_vars/``), inventory scripts, plugin configs and ``a,b,`` host lists.
+``group_vars/`` and ``host_vars/``), inventory scripts, plugin configs and host lists (``a,b,``,
+``a,``, ``host:2222,``: as for Ansible, a source with a comma that is not an existing path).
 Each host's groups and variables are those ``ansible-inventory --list`` prints, except that:
 
 - variables beside the *current directory* (Ansible reads ``./group_vars`` there as
   "playbook-adjacent") and cached facts are not read: neither belongs to the inventory;
 - a file no inventory plugin can parse is an error, where Ansible warns and goes on with
-  whatever hosts the failed attempts made up.
+  whatever hosts the failed attempts made up;
+- a source that is neither a file nor a directory (a FIFO, a device) is an error, as is a value
+  that nests too deeply or expands past ``MAX_VALUES`` values for one host.
+
+The inventory is read in a child process, forked (so with this process's working directory,
+environment and Ansible configuration), leading a process group of its own: inventory scripts
+and plugins run there. When the read takes longer than ``timeout`` seconds the whole group is
+killed (the script, its children, a plugin stuck on an API) and an InventoryError names the
+source being read; a thread could not be stopped, and ansible-core's script plugin waits on a
+script without a timeout. The group is killed after a successful read too: nothing a script
+started outlives the read, unless it left the group (``setsid``, a daemon).
 
 What Ansible would print (warnings, an inventory script's stderr) goes to the log instead.
 """
@@ -15,11 +26,20 @@ What Ansible would print (warnings, an inventory script's stderr) goes to the lo
 from __future__ import annotations
 
 import logging
+import marshal
+import math
+import multiprocessing
+import os
 import re
+import signal
 import threading
+import time as clock
+import traceback
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime, time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -49,52 +69,184 @@ BUILTIN_GROUPS = frozenset({"all", "ungrouped"})
 INVENTORY_STEPS = frozenset(
     {"all_inventory", "groups_inventory", "all_plugins_inventory", "groups_plugins_inventory"}
 )
+TIMEOUT = 300.0  # seconds for a whole load: long enough for a cloud plugin over a slow API
+# Values (scalars, lists, mappings) in one host's variables. YAML aliases share one value, which
+# the host's record copies: ten levels of nine aliases each would be 9**10 values.
+MAX_VALUES = 1_000_000
+# What a row of the child's answer holds: a host's name, groups and plain (JSON) variables.
+_Row = tuple[str, tuple[str, ...], dict[str, Any]]
 
 
 def load(
-    source: Source | Sequence[Source], keep: Collection[str] | None = None
+    source: Source | Sequence[Source],
+    keep: Collection[str] | None = None,
+    *,
+    timeout: float = TIMEOUT,
 ) -> tuple[Host, ...]:
     """Every host of the inventory, sorted by name.
 
     ``source`` is one inventory source or several (like repeated ``-i``); ``keep`` names the
-    variables to keep (``None`` keeps all). Raises InventoryError naming the source when it is
-    missing, cannot be parsed, or holds no host.
+    variables to keep (``None`` keeps all); ``timeout`` bounds the whole read in seconds
+    (``math.inf``: no bound). Raises InventoryError naming the source when it is missing,
+    cannot be parsed, holds no host, or takes longer than ``timeout``.
     """
+    if not timeout > 0:
+        raise InventoryError(
+            f"the inventory timeout must be more than 0 seconds, not {timeout}",
+            hint="give the seconds an inventory may take to read, e.g. 300",
+        )
     sources = _sources(source)
-    shown = ", ".join(sources)
-    with _ONE_AT_A_TIME, _ansible_output_kept() as output:
+    with _PLUGINS_READY, _ansible_output_kept() as said:
         if AnsibleCollectionConfig.collection_finder is None:
             # as the ansible CLIs do first: without it, 'plugin: ansible.builtin.constructed'
-            # and plugins from collections are unknown
+            # and plugins from collections are unknown. Done here, once, for every child.
             init_plugin_loader()
-        level = logging.DEBUG  # what Ansible said is in the error, unless all went well
+    answer, said_there = _in_child(sources, keep, timeout)
+    said += said_there
+    # what Ansible said is in the error, unless all went well
+    level = logging.WARNING if isinstance(answer, list) else logging.DEBUG
+    for text in said:
+        log.log(level, "ansible: %s", text)
+    if isinstance(answer, InventoryError):
+        raise answer
+    return tuple(Host(name=n, groups=g, vars=freeze(v)) for n, g, v in answer)
+
+
+_PLUGINS_READY = threading.Lock()
+
+
+def _in_child(
+    sources: list[str], keep: Collection[str] | None, timeout: float
+) -> tuple[list[_Row] | InventoryError, list[str]]:
+    """Read the inventory in a forked child (see the module docstring); its answer and what
+    Ansible said there. The child and every process it started are gone on return."""
+    context = multiprocessing.get_context("fork")  # the child shares the parent's cwd and env
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_child, args=(sending, sources, keep), name="patchkit-inventory", daemon=True
+    )
+    child.start()
+    sending.close()
+    pid = child.pid
+    if pid is None:  # never, once started; but the kill below must not aim at group 0
+        raise InventoryError("cannot start the process that reads the inventory")
+    # The child does this too: whichever runs first, its group exists before any kill.
+    # PermissionError: it already leads its group; ProcessLookupError: it already ended.
+    with suppress(PermissionError, ProcessLookupError):
+        os.setpgid(pid, pid)
+    try:
+        return _answer(receiving, child, sources, timeout)
+    finally:
+        _stop(pid, child)
+        receiving.close()
+
+
+def _answer(
+    receiving: Connection, child: BaseProcess, sources: list[str], timeout: float
+) -> tuple[list[_Row] | InventoryError, list[str]]:
+    deadline = clock.monotonic() + timeout
+    shown = ", ".join(sources)
+    at = f"inventory {shown}"  # what the child is reading: it says so as it goes
+    while True:
+        left = None if math.isinf(timeout) else max(deadline - clock.monotonic(), 0.0)
         try:
-            loader = _Loader()
-            inventory = _RecordingInventory(loader, sources)
-            failed = [path for path, parsed in inventory.outcomes.items() if not parsed]
-            if failed:
-                raise _unparsable(failed, output)
-            if not inventory.hosts:
-                raise InventoryError(
-                    f"inventory {shown} has no hosts",
-                    hint="add hosts to it, or point --inventory at the fleet's inventory",
-                )
-            hosts = _records(inventory, _GroupLayers(loader, sources, inventory), keep)
-            level = logging.WARNING
-            return hosts
-        except AnsibleError as exc:
-            raise InventoryError(
-                f"cannot read inventory {shown}{_origin(exc)}: {_brief(str(exc))}",
-                hint=HINT.format(path=shown),
-            ) from exc
-        finally:
-            for text in output:
-                log.log(level, "ansible: %s", text)
+            if not receiving.poll(left):
+                return InventoryError(
+                    f"reading {at} took longer than {timeout:g} s; stopped it and every process "
+                    "it started",
+                    hint="an inventory script or plugin that hangs (on a host, an API, a lock)? "
+                    f"{HINT.format(path=shown)}; or allow it more time (--inventory-timeout)",
+                ), []
+            message = marshal.loads(receiving.recv_bytes())  # noqa: S302 (our own child's answer)
+        except EOFError:
+            child.join(5)
+            return InventoryError(
+                f"reading {at} stopped: the process reading it ended (exit status "
+                f"{child.exitcode}) without an answer",
+                hint=f"it may have run out of memory; {HINT.format(path=shown)}",
+            ), []
+        kind, *rest = message
+        if kind == "at":
+            at = rest[0]
+        elif kind == "done":
+            return rest[0], rest[1]
+        else:
+            text, hint, said, trace = rest
+            if trace:
+                log.debug("reading %s failed in the child process:\n%s", at, trace)
+            return InventoryError(text, hint=hint), said
 
 
-# Ansible's inventory code keeps process-wide state (plugin loaders, the vars plugins' file
-# caches, the Display singleton): one load at a time.
-_ONE_AT_A_TIME = threading.Lock()
+def _stop(pid: int, child: BaseProcess) -> None:
+    """Kill the child's process group (the child, the scripts it ran, their children)."""
+    # killed before it is reaped: until then its pid, and so its group id, cannot be reused
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        child.kill()
+    child.join()
+
+
+def _child(sending: Connection, sources: list[str], keep: Collection[str] | None) -> None:
+    """The child's work: read the inventory, send back rows or an error, and what Ansible said.
+
+    Messages are marshalled tuples of plain values (rows hold JSON types only); nothing is
+    logged here: the parent's handlers are copies in this process, writing where no one reads.
+    """
+    with suppress(PermissionError):  # the parent already made this process lead its group
+        os.setpgid(0, 0)
+
+    def tell(message: tuple[Any, ...]) -> None:
+        sending.send_bytes(marshal.dumps(message))
+
+    shown = ", ".join(sources)
+    with _ansible_output_kept() as said:
+        try:
+            rows = _read(sources, keep, tell, said)
+        except Exception as exc:  # every failure is an answer: hostile input breaks anything
+            tell(("failed", *_failure(exc, shown), said))
+            return
+    try:
+        tell(("done", rows, said))
+    except ValueError as exc:  # marshal: a value nested past its limit
+        tell(("failed", f"cannot read inventory {shown}: {exc}", HINT.format(path=shown), said, ""))
+
+
+def _failure(exc: Exception, shown: str) -> tuple[str, str | None, str]:
+    """An error in the child as (message, hint, traceback when it is not an expected one)."""
+    hint = HINT.format(path=shown)
+    if isinstance(exc, InventoryError):
+        return exc.message, exc.hint, ""
+    if isinstance(exc, AnsibleError):
+        return f"cannot read inventory {shown}{_origin(exc)}: {_brief(str(exc))}", hint, ""
+    if isinstance(exc, RecursionError):
+        reason = "a value nests too deeply or refers to itself (a recursive YAML alias?)"
+        return f"cannot read inventory {shown}{_origin(exc)}: {reason}", hint, ""
+    reason = f"{type(exc).__name__}: {_brief(str(exc))}"
+    return f"cannot read inventory {shown}{_origin(exc)}: {reason}", hint, traceback.format_exc()
+
+
+def _read(
+    sources: list[str],
+    keep: Collection[str] | None,
+    tell: Callable[[tuple[Any, ...]], None],
+    said: list[str],
+) -> list[_Row]:
+    """The hosts as rows (plain values cross to the parent, Host's mappings would not);
+    ``tell`` hears what is being read."""
+    shown = ", ".join(sources)
+    loader = _Loader()
+    inventory = _RecordingInventory(loader, sources, tell)
+    failed = [path for path, parsed in inventory.outcomes.items() if not parsed]
+    if failed:
+        raise _unparsable(failed, said)
+    if not inventory.hosts:
+        raise InventoryError(
+            f"inventory {shown} has no hosts",
+            hint="add hosts to it, or point --inventory at the fleet's inventory",
+        )
+    tell(("at", f"the variables (group_vars/, host_vars/, vars plugins) of inventory {shown}"))
+    return _records(inventory, _GroupLayers(loader, sources, inventory), keep)
 
 
 class _Kept:
@@ -132,15 +284,29 @@ def _sources(source: Source | Sequence[Source]) -> list[str]:
     out = []
     for item in items:
         text = str(item)
-        # "a,b," is a host list, not a path (as for ansible's -i); a Path is always a path
-        is_host_list = isinstance(item, str) and "," in text
-        if not is_host_list and not Path(text).exists():
+        path = Path(text)
+        # Ansible's rule (its host_list plugin): a source with a comma that is not an existing
+        # path is a host list. A Path too: the CLI hands over '-i a,b,' as one.
+        if "," in text and not path.exists():
+            out.append(text)
+            continue
+        if not path.exists():
             raise InventoryError(
                 f"inventory {text} does not exist",
                 hint="pass an inventory file, directory, script or plugin config that exists",
             )
+        _check_kind(text)
         out.append(text)
     return out
+
+
+def _check_kind(path: str) -> None:
+    """Refuse what no plugin can read and some would wait on forever: a FIFO, a device."""
+    if not (Path(path).is_dir() or Path(path).is_file()):
+        raise InventoryError(
+            f"inventory {path} is neither a file nor a directory (a FIFO, socket or device?)",
+            hint="pass an inventory file, directory, script or plugin config",
+        )
 
 
 class _Loader(DataLoader):  # type: ignore[misc]
@@ -182,11 +348,18 @@ class _RecordingInventory(InventoryManager):  # type: ignore[misc]
     failed attempts left behind; patchkit refuses such an inventory instead.
     """
 
-    def __init__(self, loader: DataLoader, sources: list[str]) -> None:
+    def __init__(
+        self, loader: DataLoader, sources: list[str], tell: Callable[[tuple[Any, ...]], None]
+    ) -> None:
         self.outcomes: dict[str, bool] = {}
+        self.tell = tell
         super().__init__(loader=loader, sources=sources)
 
     def parse_source(self, source: str, cache: bool = False) -> bool:
+        # called again for each file of a directory: the parent names the file that hangs
+        if Path(source).exists():
+            _check_kind(source)
+        self.tell(("at", f"inventory {source}"))
         parsed = bool(super().parse_source(source, cache=cache))
         self.outcomes[str(source)] = parsed
         return parsed
@@ -242,21 +415,41 @@ def _brief(text: str) -> str:
 
 def _records(
     inventory: InventoryManager, layers: _GroupLayers, keep: Collection[str] | None
-) -> tuple[Host, ...]:
+) -> list[_Row]:
     keep_set = None if keep is None else frozenset(keep)
     out = []
     for host in inventory.hosts.values():
         groups = tuple(g for g in host.get_groups() if g.name != "all")
         merged = combine_vars(layers.prefix(groups), host.get_vars())
         merged = combine_vars(merged, layers.plugin_vars([host]))
+        budget = _Budget(str(host.name), layers.sources)
         values = {
-            str(k): _plain(merged[k])
+            str(k): _plain(merged[k], budget)
             for k in sorted(merged, key=str)
             if k not in constants.INTERNAL_STATIC_VARS and (keep_set is None or k in keep_set)
         }
-        names = tuple(sorted(g.name for g in groups if g.name not in BUILTIN_GROUPS))
-        out.append(Host(name=str(host.name), groups=names, vars=freeze(values)))
-    return tuple(sorted(out, key=lambda h: h.name))
+        names = tuple(sorted(str(g.name) for g in groups if g.name not in BUILTIN_GROUPS))
+        out.append((str(host.name), names, values))
+    return sorted(out, key=lambda row: row[0])
+
+
+class _Budget:
+    """Counts the values copied into one host's record, and stops at MAX_VALUES."""
+
+    def __init__(self, host: str, sources: list[str]) -> None:
+        self.host = host
+        self.sources = sources
+        self.left = MAX_VALUES
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            shown = ", ".join(self.sources)
+            raise InventoryError(
+                f"inventory {shown}: the variables of host {self.host} hold more than "
+                f"{MAX_VALUES:,} values (YAML aliases nested in aliases?)",
+                hint=f"make the variables smaller; {HINT.format(path=shown)}",
+            )
 
 
 class _GroupLayers:
@@ -298,12 +491,13 @@ class _GroupLayers:
         return self.cache[key]
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, budget: _Budget) -> Any:
     """A variable's value as ``ansible-inventory --list`` prints it: JSON types only.
 
     Ansible's tagged str/int/dict/list types become the builtins; dates become ISO text; sets
     become sorted lists; vault-encrypted values stay encrypted, as ``{"__ansible_vault": …}``.
     """
+    budget.spend()
     if value is None or type(value) in (str, int, float, bool):
         return value
     # Ansible's tagged subclasses: the builtin constructors return the exact builtin type
@@ -316,11 +510,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, budget) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, budget) for v in value]
     if isinstance(value, set | frozenset):
-        return sorted((_plain(v) for v in value), key=str)
+        return sorted((_plain(v, budget) for v in value), key=str)
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     ciphertext = VaultHelper.get_ciphertext(value, with_tags=False)

@@ -4,10 +4,25 @@ and a rollback is done.
 ``payload`` is pure: the JSON body, with a Slack-compatible ``text``. ``Notifier`` delivers in a
 background thread, retrying with backoff; it never blocks the window and never fails it: a
 receiver that is down or slow costs at most the bounded wait of ``close``, and a warning.
+
+Where the bearer token may go (``token_env``):
+
+- **Redirects are never followed**, with or without a token. A 3xx answer is a failed delivery
+  ("redirected to X; not followed"), not retried: the webhook should name the final URL. Following
+  would send ``Authorization`` to wherever the receiver points, and urllib turns a redirected POST
+  into a GET without the body, so the notification would be lost while looking delivered.
+- **A token travels over https://, or over http:// only to this machine**: the URL's host is
+  ``localhost`` or a loopback address (127.0.0.0/8, ::1). Anything else is refused before any
+  connection is made, when the event is sent: the delivery is recorded as failed and an error is
+  logged. ``webhook_problems`` is the same check as a pure function, for the policy loader.
+- Loopback receivers are reached directly, never through a proxy from the environment
+  (``http_proxy``): a proxy could not reach this machine's loopback, and would see the token.
+- A URL carrying a user name or password is refused: credentials belong in ``token_env``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -15,6 +30,7 @@ import queue
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +67,75 @@ def _text(event: str, data: Mapping[str, Any]) -> str:
     return f"patchkit: {event} in run {run}"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host name, without brackets) names this machine's loopback."""
+    name = host.lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        # Other spellings (127.1, 2130706433, names in /etc/hosts) are not trusted: whether
+        # they are loopback depends on the resolver, not on the policy text.
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def webhook_problems(hook: Webhook) -> list[str]:
+    """What makes ``hook`` unsafe or unusable, one line each; empty when it may be used.
+
+    Pure (no network, no environment): the policy loader or ``policy check`` can call it. The
+    Notifier refuses a hook with problems at send time, before any connection is made.
+    """
+    parts = urllib.parse.urlsplit(hook.url)
+    problems = []
+    if parts.username is not None or parts.password is not None:
+        problems.append(
+            f"{_shown(hook.url)}: a webhook URL must not carry a user name or password; "
+            "put a bearer token in the environment variable named by token_env"
+        )
+    try:
+        _ = parts.port  # parsing the port is the check: urlsplit raises only when asked for it
+    except ValueError:
+        problems.append(f"{_shown(hook.url)}: the port is not a number from 0 to 65535")
+    host = parts.hostname
+    if not host:
+        problems.append(f"{_shown(hook.url)}: the URL names no host")
+    elif hook.token_env and parts.scheme.lower() == "http" and not is_loopback(host):
+        problems.append(
+            f"{_shown(hook.url)}: token_env {hook.token_env} would send a bearer token in clear "
+            "text; use https://, or http:// only to this machine (127.0.0.0/8, ::1, localhost)"
+        )
+    return problems
+
+
+def _shown(url: str) -> str:
+    """The URL without any password in it, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every redirect into an HTTPError with the 3xx status (see the module docstring)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    # ProxyHandler({}) means "no proxy"; the default one reads http_proxy and friends
+    proxies = (
+        urllib.request.ProxyHandler({}) if is_loopback(host) else urllib.request.ProxyHandler()
+    )
+    return urllib.request.build_opener(_NoRedirects(), proxies)
+
+
 def payload(event: str, data: Mapping[str, Any], at: datetime) -> dict[str, Any]:
     """The JSON body of ``event``: its facts, when, and ``text`` for chat receivers."""
     return {"event": event, "at": at.isoformat(), **data, "text": _text(event, data)}
@@ -85,8 +170,14 @@ class Notifier:
         for hook in self.hooks:
             if event not in hook.events:
                 continue
-            delivery = Delivery(hook.url, event)
+            delivery = Delivery(_shown(hook.url), event)
             self.deliveries.append(delivery)
+            problems = webhook_problems(hook)
+            if problems:
+                # refused here, in the caller's thread: nothing is queued, nothing connects
+                delivery.error = "refused: " + "; ".join(problems)
+                log.error("notification %s not sent: %s", event, delivery.error)
+                continue
             self._queue.put((hook, body, delivery))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="notify", daemon=True)
@@ -117,16 +208,21 @@ class Notifier:
                 delivery.error = f"environment variable {hook.token_env} is not set"
                 return
             headers["Authorization"] = f"Bearer {token}"
+        opener = _opener(hook.url)
         for attempt in range(hook.retries + 1):
             delivery.attempts = attempt + 1
-            # the policy admits only http:// and https:// URLs (Webhook._http)
+            # the policy admits only http:// and https:// URLs (its URL type checks)
             request = urllib.request.Request(hook.url, data=data, headers=headers, method="POST")  # noqa: S310
             try:
-                with urllib.request.urlopen(request, timeout=hook.timeout.total_seconds()) as got:  # noqa: S310
+                with opener.open(request, timeout=hook.timeout.total_seconds()) as got:
                     got.read()
                 delivery.delivered = True
                 return
             except urllib.error.HTTPError as exc:
+                exc.close()
+                if 300 <= exc.code < 400:
+                    delivery.error = _redirected(hook.url, exc)
+                    return  # the same URL will redirect again: retrying will not help
                 delivery.error = f"HTTP {exc.code}"
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
                     return  # the receiver refuses this payload: retrying will not help
@@ -134,3 +230,13 @@ class Notifier:
                 delivery.error = str(getattr(exc, "reason", exc))
             if attempt < hook.retries:
                 time.sleep(min(self.backoff * 2**attempt, 8.0))
+
+
+def _redirected(url: str, exc: urllib.error.HTTPError) -> str:
+    location = exc.headers.get("Location") if exc.headers is not None else None
+    if not location:
+        return f"HTTP {exc.code} (a redirect without a Location); not followed"
+    target = _shown(urllib.parse.urljoin(url, location))
+    return (
+        f"HTTP {exc.code}: redirected to {target}; not followed: point the webhook at the final URL"
+    )

@@ -241,10 +241,14 @@ def run_playbook(
     """
     if not playbook.is_file():
         raise RunnerError(f"playbook not found: {playbook}")
-    if not inventory.exists():
+    # Ansible's rule: a source with a comma that is no existing path is a host list (a,b,)
+    host_list = "," in str(inventory) and not inventory.exists()
+    if not host_list and not inventory.exists():
         raise RunnerError(
             f"inventory not found: {inventory}", hint="for the lab, run 'patchkit lab up' first"
         )
+    # runner reads a string that is not a path as inventory text; a list is passed as -i items
+    source: str | list[str] = [str(inventory)] if host_list else str(inventory.resolve())
     tasks: list[TaskResult] = []
     hosts: list[str] = []
 
@@ -262,7 +266,7 @@ def run_playbook(
         runner = init_runner(
             private_data_dir=private,
             playbook=str(playbook.resolve()),
-            inventory=str(inventory.resolve()),
+            inventory=source,
             limit=limit,
             extravars=dict(extravars or {}),
             cmdline="--check" if check else None,

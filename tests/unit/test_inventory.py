@@ -306,6 +306,43 @@ def test_a_host_list_string_is_a_source() -> None:
     assert [(h.name, h.groups) for h in hosts] == [("a.example.net", ()), ("b.example.net", ())]
 
 
+@pytest.mark.parametrize("kind", [str, Path], ids=["str", "Path"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "b.example.net,a.example.net,",
+        "web1,",
+        "bastion.example.net:2222,",
+        " a.example.net , b.example.net",
+        "[2001:db8::5]:2200,10.0.0.5,",
+    ],
+)
+def test_host_lists_agree(kind: type[str] | type[Path], text: str, empty_dir: Path) -> None:
+    # a Path too: the CLI's --inventory hands '-i a,b,' over as a Path
+    hosts = assert_agrees([kind(text)], empty_dir)
+    assert all(h.groups == () for h in hosts)
+
+
+def test_a_host_list_beside_a_file_agrees(empty_dir: Path) -> None:
+    hosts = assert_agrees([EXAMPLE / "hosts.yml", "extra1.example.net:2200,"], empty_dir)
+    extra = next(h for h in hosts if h.name == "extra1.example.net")
+    assert extra.var("ansible_port") == 2200
+
+
+def test_an_existing_file_with_a_comma_in_its_name_is_a_file(
+    tmp_path: Path, empty_dir: Path
+) -> None:
+    path = tmp_path / "web,db.yml"
+    path.write_text("all:\n  hosts:\n    web1:\n")
+    hosts = assert_agrees([path], empty_dir)
+    assert [h.name for h in hosts] == ["web1"]
+
+
+def test_a_host_list_of_nothing_has_no_hosts() -> None:
+    with pytest.raises(InventoryError, match="has no hosts"):
+        inventory.load(Path(","))
+
+
 def test_a_missing_path_is_an_inventory_error(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "hosts.yml"
     with pytest.raises(InventoryError) as caught:
