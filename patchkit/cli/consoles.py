@@ -1,9 +1,59 @@
-"""The two terminals every command writes to: data on stdout, messages and progress on stderr."""
+"""Where commands' output goes: data on stdout, messages and progress on stderr, or a file.
+
+The consoles interpret nothing they print (no markup, emoji or highlighting; control characters
+shown escaped: patchkit.reports.terminal), because what they print is mostly user text.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
+import errno
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
-console = Console(soft_wrap=True)  # plain lines unwrapped; tables still fit
+import click
+
+from patchkit.reports.terminal import PlainConsole
+
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
+console = PlainConsole(soft_wrap=True)  # plain lines unwrapped; tables still fit
 # soft_wrap: an error stays one line however narrow the terminal, so scripts can grep it.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = PlainConsole(stderr=True, soft_wrap=True)
+
+
+def output_option(what: str) -> Callable[[FC], FC]:
+    """``-o/--output FILE``: write ``what`` there instead of to stdout."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"Write {what} to this file (its directory is created if missing).",
+    )
+
+
+_WHY = {
+    errno.EISDIR: "it is a directory; give a file name in it",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+    errno.EEXIST: "a part of the path is a file, not a directory",  # from creating the directory
+    errno.ENOSPC: "no space left on the device; free some or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EACCES: "permission denied; write where you may",
+    errno.EPERM: "not permitted; write where you may",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def write_output(path: Path, text: str, *, option: str = "'-o' / '--output'") -> None:
+    """Write a rendered document to ``path`` (creating its directory), or fail as bad input.
+
+    A path that cannot be written is the user's input (exit 2), named with its option; the
+    reason is the system's, in words, with what to do.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        why = _WHY.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+        raise click.BadParameter(f"cannot write {path}: {why}", param_hint=option) from None

@@ -64,7 +64,7 @@ def _inventory_dir(ctx: click.Context) -> Path:
     "--repo-port",
     envvar="PATCHKIT_LAB_REPO_PORT",
     default=DEFAULT_REPO_PORT,
-    type=int,
+    type=click.IntRange(1024, 65535),
     show_default=True,
     help="Port of the apt repository on the lab bridge.",
 )
@@ -97,7 +97,7 @@ def lab(
     "count",
     default=3,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     help="Number of hosts (existing hosts beyond it are kept).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the lab status as JSON.")
@@ -162,7 +162,7 @@ def check_cmd(ctx: click.Context, limit: str | None, as_json: bool) -> None:
     else:
         console.print(check_table(rows))
         for line in check_problems(rows):
-            err_console.print(line, markup=False, highlight=False)
+            err_console.print(line)
     if not all(r.reachable for r in rows):
         sys.exit(ExitCode.FAILURES)
 

@@ -14,14 +14,16 @@ import click
 
 from patchkit import findings as findings_file
 from patchkit import policy as policy_lib
-from patchkit.cli.consoles import console, err_console
+from patchkit.cli.consoles import console, err_console, output_option, write_output
 from patchkit.errors import ExitCode, PlanningError
 from patchkit.ledger import Ledger
 from patchkit.model import Finding
 from patchkit.planning import plan as planning
 from patchkit.planning import scope as scoping
+from patchkit.planning.patterns import PatternError
 from patchkit.planning.priority import criticality_of
 from patchkit.planning.types import Plan
+from patchkit.planning.windows import EARLIEST, LATEST
 from patchkit.policy.model import Policy
 from patchkit.reports import plan as plan_report
 from patchkit.reports import scope as scope_report
@@ -56,17 +58,34 @@ required_policy = _policy_option(required=True)
 optional_policy = _policy_option(required=False)
 
 
-def parse_time(text: str | None) -> datetime:
-    """``--at``: ISO 8601; a time without an offset is in this machine's local zone."""
+def parse_time(text: str | None, option: str = "--at") -> datetime:
+    """An ISO 8601 time option; one without an offset is in this machine's local zone.
+
+    Times outside the planner's range (patchkit.planning.windows) are refused here, naming
+    ``option``: nothing patchkit records or plans lies there, and the date arithmetic on them
+    would leave the calendar.
+    """
     if text is None:
         return datetime.now(UTC)
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-28T21:00+01:00", param_hint="--at"
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-28T21:00+01:00",
+            param_hint=f"'{option}'",
         ) from None
-    return value if value.tzinfo else value.astimezone()
+    try:
+        value = value if value.tzinfo else value.astimezone()
+        in_range = EARLIEST <= value < LATEST
+    except (OverflowError, ValueError):  # a local time at the very edge of the calendar
+        in_range = False
+    if not in_range:
+        raise click.BadParameter(
+            f"{text} is out of range: give a time from {EARLIEST:%Y-%m-%d} to before "
+            f"{LATEST:%Y-%m-%d}",
+            param_hint=f"'{option}'",
+        )
+    return value
 
 
 def _ledger(ctx: click.Context) -> Ledger:
@@ -137,7 +156,7 @@ def _scope_row(entry: scoping.ScopeEntry, loaded: Policy | None, match: Any) -> 
 @click.option(
     "--export",
     "export_path",
-    type=click.Path(path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the findings to this JSON file (docs/findings-format.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
@@ -160,7 +179,10 @@ def assess(
     match = scoping.matcher(hosts)
     names = [e.host.name for e in scoping.resolve(hosts, loaded, at.date(), match) if e.in_scope]
     if limit:
-        wanted = match([limit])
+        try:
+            wanted = match([limit])
+        except PatternError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--limit'") from None
         names = [n for n in names if n in wanted]
     if not names:
         raise PlanningError(
@@ -179,7 +201,7 @@ def assess(
         found = _assess(inventory_path, limit=",".join(names), at=at, on_host=progress)
     stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
     if export_path is not None:
-        export_path.write_text(findings_file.dumps(stored))
+        write_output(export_path, findings_file.dumps(stored), option="'--export'")
         err_console.print(f"findings written to {export_path}")
     if as_json:
         click.echo(findings_file.dumps(stored))
@@ -207,9 +229,7 @@ FORMATS = ("text", "json", "markdown", "html")
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--detail/--no-detail", default=True, help="List every update per host (text).")
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Write the preview to this file."
-)
+@output_option("the preview")
 @click.option("--no-save", is_flag=True, help="Do not store the plan in the ledger.")
 @click.pass_context
 def plan(
@@ -255,8 +275,7 @@ def plan(
     if output is None:
         click.echo(rendered)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(rendered)
+        write_output(output, rendered)
         err_console.print(f"plan {made.id} written to {output}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -10,18 +9,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from patchkit import policy as policy_lib
-from patchkit.cli.consoles import console, err_console
+from patchkit.cli.consoles import console, err_console, output_option, write_output
 from patchkit.cli.planning import inventory_option, load_inventory, parse_time, required_policy
 from patchkit.errors import PlanningError
 from patchkit.ledger import Ledger
 from patchkit.model import Host
 from patchkit.policy.model import Policy
 from patchkit.reports import compliance, run_report
+from patchkit.reports.terminal import plain_text, shown
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
@@ -63,17 +61,29 @@ def compliance_of(
     )
 
 
+RUN_STATUSES = (
+    "completed", "incomplete", "failed", "halted", "stopped-at-cutoff", "interrupted", "running",
+)  # fmt: skip
+MAX_LIMIT = 100_000  # far more runs than a screen holds, and well inside a database integer
+
+
 @click.command()
 @click.option(
     "--status",
     "statuses",
     multiple=True,
-    help="Only runs that ended so (repeat for several): completed, incomplete, failed, halted, "
-    "stopped-at-cutoff, interrupted, running.",
+    type=click.Choice(RUN_STATUSES),
+    help="Only runs that ended so (repeat for several).",
 )
 @click.option("--policy", "policy_name", help="Only runs of plans of this policy (its name).")
 @click.option("--since", help="Only runs started at or after this ISO 8601 time.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=MAX_LIMIT),
+    default=50,
+    show_default=True,
+    help="At most this many runs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def runs(
@@ -88,7 +98,7 @@ def runs(
     found = _ledger(ctx).runs(
         statuses=statuses,
         policy=policy_name,
-        since=parse_time(since) if since else None,
+        since=parse_time(since, "--since") if since else None,
         limit=limit,
     )
     if as_json:
@@ -104,8 +114,9 @@ def runs(
     for r in found:
         minutes = f"{(r['ended'] - r['started']).total_seconds() / 60:.1f}" if r["ended"] else "-"
         table.add_row(
-            r["id"], Text(r["policy"]), Text(r["window"]), f"{r['started']:%Y-%m-%d %H:%M}",
-            minutes, r["status"], str(r["hosts"]), str(r["failed"]), Text(r["reason"][:100]),
+            shown(r["id"]), shown(r["policy"]), shown(r["window"]),
+            f"{r['started']:%Y-%m-%d %H:%M}", minutes, r["status"], str(r["hosts"]),
+            str(r["failed"]), shown(r["reason"][:100]),
         )  # fmt: skip
     console.print(table)
 
@@ -130,25 +141,12 @@ def _format_option(formats: dict[str, Any], what: str) -> Callable[[FC], FC]:
     )
 
 
-output_option = click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
-)
-
-
 def _emit(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        write_output(output, text)
         err_console.print(f"wrote {output}")
-
-
-def _plain(renderable: Any) -> str:
-    """Terminal tables as plain text, for a file."""
-    out = io.StringIO()
-    Console(file=out, width=160, no_color=True).print(renderable)
-    return out.getvalue()
 
 
 @click.group()
@@ -159,7 +157,7 @@ def report() -> None:
 @report.command("run")
 @click.argument("run_id", required=False)
 @_format_option(RUN_FORMATS, "docs/run-report-format.md")
-@output_option
+@output_option("the report")
 @click.pass_context
 def run_command(ctx: click.Context, run_id: str | None, fmt: str, output: Path | None) -> None:
     """What RUN_ID (default: the newest run) planned against what happened.
@@ -172,7 +170,12 @@ def run_command(ctx: click.Context, run_id: str | None, fmt: str, output: Path |
     if fmt == "text" and output is None:
         console.print(run_report.to_text(made))
         return
-    _emit(RUN_FORMATS[fmt](made) if fmt != "text" else _plain(run_report.to_text(made)), output)
+    _emit(
+        RUN_FORMATS[fmt](made)
+        if fmt != "text"
+        else plain_text(run_report.to_text(made), width=160),
+        output,
+    )
 
 
 @report.command("compliance")
@@ -180,7 +183,7 @@ def run_command(ctx: click.Context, run_id: str | None, fmt: str, output: Path |
 @inventory_option
 @click.option("--at", "at_text", help="Judge compliance at this ISO 8601 time (default: now).")
 @_format_option(COMPLIANCE_FORMATS, "docs/compliance-report-format.md")
-@output_option
+@output_option("the report")
 @click.pass_context
 def compliance_command(
     ctx: click.Context,
@@ -206,6 +209,8 @@ def compliance_command(
         console.print(compliance.to_text(made))
         return
     _emit(
-        COMPLIANCE_FORMATS[fmt](made) if fmt != "text" else _plain(compliance.to_text(made)),
+        COMPLIANCE_FORMATS[fmt](made)
+        if fmt != "text"
+        else plain_text(compliance.to_text(made), width=160),
         output,
     )

@@ -32,7 +32,7 @@ from patchkit.notify import Notifier
 
 @click.command("rollback")
 @click.argument("run_id")
-@click.option("--batch", type=int, help="Only the hosts of this batch.")
+@click.option("--batch", type=click.IntRange(min=1), help="Only the hosts of this batch.")
 @click.option("--host", "only_hosts", multiple=True, help="Only this host (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show what would be restored; touch nothing.")
 @optional_policy
@@ -91,7 +91,7 @@ def rollback(
             hint="use the inventory the run used",
         )
     for skip in skipped:
-        err_console.print(f"{skip.host}: left alone: {skip.reason}", highlight=False)
+        err_console.print(f"{skip.host}: left alone: {skip.reason}")
 
     def on_task(task: TaskResult) -> None:
         if task.task.startswith("patchkit ") and task.task.endswith(" result"):
@@ -153,7 +153,7 @@ def _show_plan(
             table.add_row(t.host, str(t.batch), t.backend, t.snapshot_id, undo)
         console.print(table)
     for skip in skipped:
-        err_console.print(f"{skip.host}: left alone: {skip.reason}", highlight=False)
+        err_console.print(f"{skip.host}: left alone: {skip.reason}")
     if not targets:
         err_console.print(f"nothing to roll back in {run_id}")
 

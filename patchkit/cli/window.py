@@ -40,6 +40,13 @@ def run_record(ledger: Ledger, run_id: str) -> dict[str, Any]:
     return record
 
 
+def _not_blank(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``--by``: an approval must say who gave it."""
+    if not value.strip():
+        raise click.BadParameter("give a name, not a blank")  # click names the option
+    return value
+
+
 def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
     body = ledger.plan(plan_id)
     if body is None:
@@ -49,7 +56,13 @@ def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
 
 @click.command()
 @click.argument("plan_id")
-@click.option("--by", "by", required=True, help="Who approves (must be one of the approvers).")
+@click.option(
+    "--by",
+    "by",
+    required=True,
+    callback=_not_blank,
+    help="Who approves (must be one of the approvers).",
+)
 @click.option("--comment", default="", help="Why, or under which change ticket.")
 @click.option(
     "--reboots",

@@ -14,6 +14,9 @@ Choices that make results deterministic:
   ambiguous start (fall-back) is the first of the two, both as zoneinfo does with ``fold=0``.
 - An occurrence touching a freeze (any local calendar day of it inside a freeze period, both
   ends inclusive) is passed over and reported.
+- Plans are made between ``EARLIEST`` and ``LATEST``, far from the ends of Python's calendar
+  (years 1 and 9999), so that the arithmetic on a window and on the batches estimated after it
+  never leaves the calendar; a window whose times cannot be computed is a ``PlanningError``.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from dateutil import rrule
 
+from patchkit.errors import PlanningError
 from patchkit.policy.model import Window
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # a plan time must be at or after this
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)  # and before this; no window opening after it is used
 ANCHOR = datetime(2000, 1, 3)  # a Monday, midnight (naive: local wall-clock time)
 _CHEAP = {"SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY"}
 
@@ -107,17 +113,41 @@ def next_occurrence(window: Window, at: datetime, *, horizon_days: int = 400) ->
 def upcoming(
     window: Window, at: datetime, count: int, *, horizon_days: int = 400
 ) -> tuple[Occurrence, ...]:
-    """Up to ``count`` usable occurrences from ``at`` on, each with the frozen ones before it."""
+    """Up to ``count`` usable occurrences from ``at`` on, each with the frozen ones before it.
+
+    A PlanningError when ``at`` is outside EARLIEST..LATEST or the window's times leave the
+    calendar (a duration of millennia); openings after LATEST are not looked for.
+    """
     if at.tzinfo is None:
-        raise ValueError("at must carry a timezone")
+        raise PlanningError("the plan time must carry a timezone")
+    if not EARLIEST <= at < LATEST:
+        raise PlanningError(
+            f"cannot plan at {at.isoformat()}: plans are made from {EARLIEST:%Y-%m-%d} "
+            f"until {LATEST:%Y-%m-%d}",
+            hint="give a plan time in that range",
+        )
+    try:
+        return _upcoming(window, at, count, horizon_days)
+    except (OverflowError, ValueError) as exc:
+        raise PlanningError(
+            f"window {window.name}: its openings after {at.isoformat()} cannot be computed ({exc})",
+            hint="check the window's recurrence, duration and cutoff",
+        ) from None
+
+
+def _upcoming(
+    window: Window, at: datetime, count: int, horizon_days: int
+) -> tuple[Occurrence, ...]:
+    if count < 1:
+        return ()
     # Compare in UTC: Python compares two times of the same zone by their wall clocks, which is
     # wrong across a daylight-saving change.
     now = at.astimezone(UTC)
-    limit = now + timedelta(days=horizon_days)
+    limit = min(now + timedelta(days=horizon_days), LATEST)
     out: list[Occurrence] = []
     skipped: list[SkippedOccurrence] = []
     for start, end, cutoff in _occurrences(window, at):
-        if start.astimezone(UTC) > limit or len(out) == count:
+        if start.astimezone(UTC) > limit:
             break
         if cutoff.astimezone(UTC) <= now:
             continue  # over, or too late to start anything in it
@@ -127,6 +157,8 @@ def upcoming(
             continue
         out.append(Occurrence(window.name, start, end, cutoff, tuple(skipped)))
         skipped = []
+        if len(out) == count:
+            break  # before asking the rule for one more, which may lie past the calendar
     return tuple(out)
 
 

@@ -32,6 +32,7 @@ from patchkit.planning.priority import (
 from patchkit.policy.model import Policy, PolicyException
 from patchkit.reports import charts
 from patchkit.reports.plan import md, md_table, template_environment
+from patchkit.reports.terminal import shown, visible
 
 FORMAT = "patchkit-compliance-report/1"
 # Worst first: a host's status is the worst of its updates'.
@@ -329,7 +330,7 @@ def to_csv(report: ComplianceReport) -> str:
                  u.first_seen.isoformat(), u.age_days, u.deadline.isoformat(), u.status,
                  u.exception, h.note]
             )  # fmt: skip
-    return out.getvalue()
+    return visible(out.getvalue())  # control characters shown escaped: a CSV gets cat too
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -386,7 +387,7 @@ def to_markdown(report: ComplianceReport) -> str:
 
 
 def to_text(report: ComplianceReport) -> Group:
-    head = Text(
+    head = shown(
         f"compliance of policy {report.policy} at {report.at:%Y-%m-%d %H:%M %Z}: "
         f"{_counts(report.counts) or 'no hosts'}"
     )
@@ -399,22 +400,22 @@ def to_text(report: ComplianceReport) -> Group:
             for u in h.updates
         )
         hosts.add_row(
-            Text(h.host), Text(h.status, style=COLOURS.get(h.status, "")), Text(h.tier),
-            Text(h.env), Text(updates), Text(h.note),
+            shown(h.host), Text(h.status, style=COLOURS.get(h.status, "")), shown(h.tier),
+            shown(h.env), shown(updates), shown(h.note),
         )  # fmt: skip
     totals = Table(title="totals", title_justify="left")
     for column in ("by", "name", "hosts", "statuses"):
         totals.add_column(column)
     for t in report.totals:
-        totals.add_row(t.by, Text(t.name), str(t.hosts), _counts(t.statuses))
+        totals.add_row(t.by, shown(t.name), str(t.hosts), _counts(t.statuses))
     excs = Table(title="exceptions", title_justify="left")
     for column in ("hosts", "packages", "owner", "expires", "reason"):
         excs.add_column(column)
     for e in report.exceptions:
         excs.add_row(
-            Text(", ".join(e.hosts) or "any"), Text(", ".join(e.packages) or "all"),
-            Text(e.owner), Text(e.expires + (" EXPIRED" if e.expired else ""),
-                                style="red" if e.expired else ""), Text(e.reason),
+            shown(", ".join(e.hosts) or "any"), shown(", ".join(e.packages) or "all"),
+            shown(e.owner), Text(e.expires + (" EXPIRED" if e.expired else ""),
+                               style="red" if e.expired else ""), shown(e.reason),
         )  # fmt: skip
     ttp = Table(title="time to patch", title_justify="left")
     for column in ("severity", "updates", "mean days", "within deadline"):

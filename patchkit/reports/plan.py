@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import re
 from collections import Counter, defaultdict
@@ -14,13 +13,14 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from patchkit.model import Severity
 from patchkit.planning.plan import STALE_FINDINGS, plan_body
 from patchkit.planning.types import Batch, HostPlan, Plan, SkipKind, SkippedHost
+from patchkit.reports.terminal import plain_text, shown, visible
 
 FORMAT = "patchkit-plan/1"
 
@@ -245,19 +245,21 @@ def plan_text(plan: Plan, *, detail: bool = True) -> Group:
     f = facts(plan)
     t = _clock(plan)
     parts: list[RenderableType] = [_header(plan, f, t)]
-    parts += [Text(f"warning: {w}", style="bold yellow") for w in plan.warnings]
+    parts += [shown(f"warning: {w}", style="bold yellow") for w in plan.warnings]
     parts.append(_batch_table(plan, t))
     parts.append(_host_updates(plan, f) if detail else _package_table(f))
     if f.held:
         held = _table(f"{len(f.held)} update(s) held back", "package", "candidate", "why", "hosts")
         for r in f.held:
-            held.add_row(Text(r.package), Text(r.candidate), Text(r.reason), Text(names(r.hosts)))
+            held.add_row(
+                shown(r.package), shown(r.candidate), shown(r.reason), shown(names(r.hosts))
+            )
         parts.append(held)
     for group in f.skipped:
         table = _table(f"{len(group.hosts)} host(s) {group.title}", "host", "reason")
         style = "red" if group.kind in _UNKNOWN else ""
         for s in group.hosts:
-            table.add_row(Text(s.host, style=style), Text(s.reason))
+            table.add_row(shown(s.host, style=style), shown(s.reason))
         parts.append(table)
     if plan.exceptions:
         parts.append(_exception_table(plan))
@@ -267,10 +269,7 @@ def plan_text(plan: Plan, *, detail: bool = True) -> Group:
 
 def plan_plain_text(plan: Plan, *, detail: bool = True, width: int = 120) -> str:
     """``plan_text`` as plain text without colour, for a file."""
-    console = Console(file=io.StringIO(), record=True, width=width, color_system=None)
-    console.print(plan_text(plan, detail=detail))
-    # Tables pad every line to the full width; a file is easier to diff and grep without it.
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+    return plain_text(plan_text(plan, detail=detail), width=width)
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -288,7 +287,7 @@ def _grid(rows: Iterable[tuple[str, Text | str]], title: str | None = None) -> T
     grid.add_column(style="bold")
     grid.add_column()
     for key, value in rows:
-        grid.add_row(key, value if isinstance(value, Text) else Text(value))
+        grid.add_row(key, value if isinstance(value, Text) else shown(value))
     return grid
 
 
@@ -322,7 +321,7 @@ def _risk_text(f: Facts) -> Text:
     text = Text(f.risk, style=styles.get(f.risk, ""))
     for r in f.risks:
         text.append(f"\n{r.level}: ", style=styles[r.level])
-        text.append(r.text)
+        text.append(visible(r.text))  # risks name hosts
     return text
 
 
@@ -350,11 +349,11 @@ def _batch_table(plan: Plan, t: Clock) -> Table:
         reboot = Text(f"yes ({len(rebooting)})" if rebooting else "no")
         approval = [h.host for h in rebooting if h.reboot_needs_approval]
         if approval:
-            reboot.append(f"\nneeds approval: {', '.join(approval)}", style="bold red")
+            reboot.append(visible(f"\nneeds approval: {', '.join(approval)}"), style="bold red")
         table.add_row(
             number,
             f"{t.short(b.start)}-{b.end.astimezone(t.zone):%H:%M}",
-            Text(f"{len(b.hosts)}: " + ", ".join(h.host for h in b.hosts)),
+            shown(f"{len(b.hosts)}: " + ", ".join(h.host for h in b.hosts)),
             severity,
             str(sum(len(h.updates) for h in b.hosts)),
             reboot,
@@ -372,15 +371,15 @@ def _host_updates(plan: Plan, f: Facts) -> Table:
     for h in plan.hosts():
         b = f.batch_of[h.host]
         where = f"{b.number}" + (" (next window)" if b.next_window else "")
-        first = [Text(h.host), Text(where), Text(f"{h.severity} / {h.priority}")]
+        first = [shown(h.host), Text(where), Text(f"{h.severity} / {h.priority}")]
         for u in h.updates:
             change = f"{u.installed or 'none'} → {u.candidate}"
             table.add_row(
                 *first,
-                Text(u.package + (f" ({u.note})" if u.note else "")),
-                Text(change),
+                shown(u.package + (f" ({u.note})" if u.note else "")),
+                shown(change),
                 Text(u.severity, style=SEVERITY_STYLE.get(u.severity, "")),
-                Text(u.origin),
+                shown(u.origin),
                 "yes" if u.security else "no",
             )
             first = [Text(""), Text(""), Text("")]  # the host's own cells only on its first row
@@ -394,12 +393,12 @@ def _package_table(f: Facts) -> Table:
     )
     for r in f.packages:
         table.add_row(
-            Text(r.package),
-            Text(f"{', '.join(r.installed)} → {r.candidate}"),
+            shown(r.package),
+            shown(f"{', '.join(r.installed)} → {r.candidate}"),
             Text(r.severity, style=SEVERITY_STYLE.get(r.severity, "")),
             "yes" if r.security else "no",
             "yes" if r.reboot else "no",
-            Text(f"{len(r.hosts)}: {names(r.hosts, limit=6)}"),
+            shown(f"{len(r.hosts)}: {names(r.hosts, limit=6)}"),
         )
     return table
 
@@ -411,10 +410,10 @@ def _exception_table(plan: Plan) -> Table:
         if e.expired:
             status = Text("EXPIRED: no longer applies", style="bold yellow")
         elif e.applied_to:
-            status = Text(f"applied to {names(e.applied_to)}")
+            status = shown(f"applied to {names(e.applied_to)}")
         else:
             status = Text("in force, matched nothing here")
-        table.add_row(Text(e.owner), Text(covers), Text(e.reason), str(e.expires), status)
+        table.add_row(shown(e.owner), shown(covers), shown(e.reason), str(e.expires), status)
     return table
 
 
@@ -462,8 +461,9 @@ _MD_SYNTAX = re.compile(r"([\\`*_\[\]<>|&~])")
 
 
 def md(value: object) -> str:
-    """Inventory text as one Markdown table cell: syntax escaped, line breaks made spaces."""
-    return _MD_SYNTAX.sub(r"\\\1", " ".join(str(value).split()))
+    """Inventory text as one Markdown table cell: syntax escaped, line breaks made spaces,
+    control characters shown escaped."""
+    return _MD_SYNTAX.sub(r"\\\1", visible(" ".join(str(value).split())))
 
 
 def md_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -473,12 +473,21 @@ def md_table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return lines
 
 
+def _finalize(value: object) -> object:
+    """Every ``{{ value }}`` of a template: control characters shown escaped (then HTML
+    escaping, in HTML). Markup (a macro's output) keeps its type, so it is not escaped again."""
+    if isinstance(value, str) and (escaped := visible(value)) != value:
+        return type(value)(escaped)
+    return value
+
+
 @cache
 def template_environment() -> Environment:
     """The Jinja environment of every report template (HTML autoescaped, Markdown not)."""
     env = Environment(
         loader=PackageLoader("patchkit.reports", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        finalize=_finalize,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

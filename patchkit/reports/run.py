@@ -10,6 +10,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from patchkit.reports.terminal import shown
+
 
 class RunProgress:
     """Live view of a running window: batch, each host's phase, counts, time left."""
@@ -55,7 +57,7 @@ class RunProgress:
         table.add_column("now")
         for host, phase in self.hosts.items():
             style = "red" if "failed" in phase or "unreachable" in phase else ""
-            table.add_row(Text(host), Text(phase, style=style))
+            table.add_row(shown(host), shown(phase, style=style))
         return Group(Text(title), table)
 
 

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from patchkit.reports import charts
 from patchkit.reports.plan import md, md_table, template_environment
+from patchkit.reports.terminal import shown, visible
 
 FORMAT = "patchkit-run-report/1"
 PHASES = ("precheck", "snapshot", "patch", "reboot", "verify", "rollback")
@@ -309,7 +310,7 @@ def to_csv(report: RunReport) -> str:
                 _changes(h), h.message, why.get(h.host, ""),
             ]
         )  # fmt: skip
-    return out.getvalue()
+    return visible(out.getvalue())  # control characters shown escaped: a CSV gets cat too
 
 
 def _total(report: RunReport) -> str:
@@ -364,19 +365,19 @@ def to_markdown(report: RunReport) -> str:
 def to_text(report: RunReport) -> Group:
     head = Text.assemble(
         (f"{report.run}", "bold"),
-        f" (plan {report.plan}, policy {report.policy}): ",
+        visible(f" (plan {report.plan}, policy {report.policy}): "),
         (report.status, COLOURS.get(report.status, "bold")),
-        f": {report.reason}" if report.reason else "",
+        visible(f": {report.reason}") if report.reason else "",
         f"\nhosts: {_total(report)}",
-        f"; approved by {'; '.join(report.approvals)}" if report.approvals else "",
+        visible(f"; approved by {'; '.join(report.approvals)}") if report.approvals else "",
     )
     batches = Table(title="batches", title_justify="left")
     for column in ("batch", "status", "hosts", "failed", "estimate s", "actual s", "why"):
         batches.add_column(column)
     for b in report.batches:
         batches.add_row(
-            str(b.number), b.status, Text(" ".join(b.hosts)), str(b.failed), _num(b.estimate),
-            _num(b.seconds), Text(b.reason),
+            str(b.number), b.status, shown(" ".join(b.hosts)), str(b.failed), _num(b.estimate),
+            _num(b.seconds), shown(b.reason),
         )  # fmt: skip
     hosts = Table(title="hosts", title_justify="left")
     for column in ("host", "batch", "outcome", *PHASES, "message"):
@@ -384,11 +385,11 @@ def to_text(report: RunReport) -> Group:
     for h in report.hosts:
         cells = []
         for phase in PHASES:
-            shown = _phase(h, phase)
-            cells.append(Text(shown, style=COLOURS.get(shown.split(" ")[0], "")))
+            shown_phase = _phase(h, phase)
+            cells.append(Text(shown_phase, style=COLOURS.get(shown_phase.split(" ")[0], "")))
         hosts.add_row(
-            Text(h.host), str(h.batch), Text(h.outcome, style=COLOURS.get(h.outcome, "")),
-            *cells, Text(h.message[:160]),
+            shown(h.host), str(h.batch), Text(h.outcome, style=COLOURS.get(h.outcome, "")),
+            *cells, shown(h.message[:160]),
         )  # fmt: skip
     parts: list[Any] = [head, batches, hosts]
     changed = [h for h in report.hosts if h.changes]
@@ -398,14 +399,16 @@ def to_text(report: RunReport) -> Group:
             table.add_column(column)
         for h in changed:
             for c in h.changes:
-                table.add_row(Text(h.host), Text(c.package), c.before or "-", c.after or "-")
+                table.add_row(
+                    shown(h.host), shown(c.package), shown(c.before or "-"), shown(c.after or "-")
+                )
         parts.append(table)
     if report.left:
         table = Table(title="left for the next window", title_justify="left")
         for column in ("host", "batch", "what", "why"):
             table.add_column(column)
         for x in report.left:
-            table.add_row(Text(x.host), str(x.batch or "-"), Text(x.what), Text(x.why))
+            table.add_row(shown(x.host), str(x.batch or "-"), shown(x.what), shown(x.why))
         parts.append(table)
     return Group(*parts)
 

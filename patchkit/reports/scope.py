@@ -11,10 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from patchkit.model import Finding
+from patchkit.reports.terminal import shown
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _cell(value: Any) -> Text:
+    return Text("-") if value is None else shown(value)
 
 
 def scope_tables(rows: Sequence[Mapping[str, Any]], policy: str | None) -> Group:
@@ -22,13 +23,13 @@ def scope_tables(rows: Sequence[Mapping[str, Any]], policy: str | None) -> Group
     inside = [r for r in rows if r["in_scope"]]
     outside = [r for r in rows if not r["in_scope"]]
     title = f"in scope of policy {policy}" if policy else "in scope (no policy: every host)"
-    table = Table(title=f"{len(inside)} host(s) {title}", title_justify="left")
+    table = Table(title=shown(f"{len(inside)} host(s) {title}"), title_justify="left")
     for column in ("host", "env", "tier", "cluster", "criticality"):
         table.add_column(column)
     for r in inside:
         crit = f"{r['criticality']} ({r['criticality_label']})" if "criticality" in r else "-"
         table.add_row(
-            Text(r["host"]), _cell(r["env"]), _cell(r["tier"]), _cell(r["cluster"]), Text(crit)
+            shown(r["host"]), _cell(r["env"]), _cell(r["tier"]), _cell(r["cluster"]), shown(crit)
         )
     parts: list[Any] = [table]
     if outside:
@@ -36,7 +37,7 @@ def scope_tables(rows: Sequence[Mapping[str, Any]], policy: str | None) -> Group
         left.add_column("host")
         left.add_column("why")
         for r in outside:
-            left.add_row(Text(r["host"]), Text(f"{r['kind']}: {r['reason']}"))
+            left.add_row(shown(r["host"]), shown(f"{r['kind']}: {r['reason']}"))
         parts.append(left)
     return Group(*parts)
 
@@ -48,14 +49,14 @@ def findings_table(found: Sequence[Finding], at: datetime) -> Table:
         table.add_column(column)
     for f in found:
         if not f.reachable:
-            table.add_row(Text(f.host), "[red]no[/]", "-", Text(f.message[:100]), "-")
+            table.add_row(shown(f.host), Text("no", style="red"), "-", shown(f.message[:100]), "-")
             continue
         names = ", ".join(f"{u.package} {u.candidate}" for u in f.updates)
         table.add_row(
-            Text(f.host),
-            "[green]yes[/]",
+            shown(f.host),
+            Text("yes", style="green"),
             str(len(f.updates)),
-            Text(names or "up to date"),
+            shown(names or "up to date"),
             "yes" if f.reboot_pending else "no",
         )
     return table
