@@ -18,10 +18,12 @@ TEST_WORKERS ?= 2
 LIFE_LAB := --name pklife --subnet 10.77.2.0/24
 # The lab of the molecule scenarios (.config/molecule/config.yml names the same one).
 MOLECULE_LAB := --name pkmol --subnet 10.77.30.0/24
+# The long run of the edge fuzzing (make test runs a bounded one in tests/unit).
+FUZZ_CASES ?= 5000
 # Only the integration tests need root and the lab; CI runs everything.
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint unit integration molecule lab-down clean
+.PHONY: help install demo test lint unit integration molecule fuzz lab-down clean
 .DEFAULT_GOAL := help
 
 help:
@@ -29,6 +31,7 @@ help:
 	@echo "make test   set up, lint, type-check, run unit and integration tests on a lab"
 	@echo "make lint   ruff, mypy, ansible-lint, syntax checks;  make unit   unit tests only"
 	@echo "make molecule   the roles' molecule scenarios only (on their own lab)"
+	@echo "make fuzz   $(FUZZ_CASES) hostile policies and command lines; prints the counts"
 	@echo "make lab-down   tear the demo and test labs down"
 
 $(BIN)/python:
@@ -101,6 +104,9 @@ lab-down: install
 # The roles' molecule scenarios alone (make test runs them too, as tests/integration/test_molecule.py).
 molecule: install
 	$(ANSIBLE_PATH) $(BIN)/molecule test --all
+
+fuzz: install
+	$(BIN)/python benchmarks/fuzz_edges.py --cases $(FUZZ_CASES)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 import traceback
+from typing import NoReturn
 
 import click
 from rich.logging import RichHandler
@@ -71,6 +74,17 @@ def main() -> None:
     debug = "--debug" in sys.argv
     try:
         cli.main(prog_name="patchkit", standalone_mode=False)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        # the reader went away (| head): stop quietly, as other command-line tools do
+        _quiet_stdout()
+        sys.exit(ExitCode.FAILURES)
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRORS:
+            _bug(exc, debug)
+        _quiet_stdout()
+        _say("patchkit: error:", f"cannot write the output: {exc.strerror}", "write elsewhere")
+        sys.exit(ExitCode.BAD_INPUT)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err_console.print("patchkit: interrupted")
         sys.exit(ExitCode.FAILURES)
@@ -88,13 +102,28 @@ def main() -> None:
         _say("patchkit: error:", exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except Exception as exc:  # the one place that turns a bug into a message
-        if debug:
-            traceback.print_exc()
-        _say(
-            "patchkit: internal error:",
-            f"{type(exc).__name__}: {exc}",
-            "this is a bug in patchkit, not in your input; run again with --debug for the "
-            f"traceback and report it (exit code {int(ExitCode.BUG)})",
-        )
-        sys.exit(ExitCode.BUG)
+        _bug(exc, debug)
     sys.exit(ExitCode.OK)
+
+
+# errno of a write to stdout that failed because of where it goes (a full disk, a lost terminal)
+_OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG})
+
+
+def _bug(exc: BaseException, debug: bool) -> NoReturn:
+    if debug:
+        traceback.print_exception(exc)
+    _say(
+        "patchkit: internal error:",
+        f"{type(exc).__name__}: {exc}",
+        "this is a bug in patchkit, not in your input; run again with --debug for the "
+        f"traceback and report it (exit code {int(ExitCode.BUG)})",
+    )
+    sys.exit(ExitCode.BUG)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -19,7 +19,7 @@ SUITE = "bookworm"
 HOST_OFFSET = 10
 _DEFAULT_NETWORK = ipaddress.IPv4Network(DEFAULT_SUBNET)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
-_HOST_RE = re.compile(r"^(?:host)?([0-9]+)$")
+_HOST_RE = re.compile(r"^(?:host)?([0-9]{1,6})$")  # more digits than any lab has hosts
 
 
 @dataclass(frozen=True)

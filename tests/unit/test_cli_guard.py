@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import pytest
@@ -72,3 +74,33 @@ def test_an_interrupt_and_usage_errors_have_their_documented_codes(
     err = capsys.readouterr().err
     assert "No such command 'no-such-command'" in err and "see 'patchkit --help'" in err
     assert _exit_of(monkeypatch, "--version") == ExitCode.OK
+
+
+def test_output_to_a_full_disk_is_bad_input_not_a_bug() -> None:
+    with Path("/dev/full").open("w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "patchkit", "policy", "schema"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == ExitCode.BAD_INPUT, done.stderr
+    assert "cannot write the output: No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_a_reader_that_goes_away_ends_quietly() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "patchkit", "policy", "schema"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        child.stdout.close()  # before the schema (larger than a pipe's buffer) is written
+        err = child.stderr.read()
+        code = child.wait(timeout=120)
+    assert code == ExitCode.FAILURES
+    assert "Traceback" not in err and "internal error" not in err
