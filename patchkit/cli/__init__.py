@@ -35,8 +35,19 @@ from .window import approve, resume, run, status
     help="Ledger database URL (default sqlite:///.patchkit/ledger.sqlite; postgresql://… for "
     "teams). Env: PATCHKIT_LEDGER.",
 )
+@click.option(
+    "--inventory-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=86400),
+    default=300.0,
+    show_default=True,
+    envvar="PATCHKIT_INVENTORY_TIMEOUT",
+    help="Seconds an inventory (its scripts and plugins) may take to read; then it is stopped. "
+    "Env: PATCHKIT_INVENTORY_TIMEOUT.",
+)
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> None:
+def cli(
+    ctx: click.Context, verbose: int, debug: bool, ledger: str | None, inventory_timeout: float
+) -> None:
     """patchkit: patch windows for Ansible fleets, driven by a patch policy.
 
     Exit codes: 0 ok, 1 failures or a halted window, 2 bad input, 3 refused, 70 a bug in
@@ -45,6 +56,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool, ledger: str | None) -> No
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     ctx.obj["ledger"] = ledger
+    ctx.obj["inventory_timeout"] = inventory_timeout
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")

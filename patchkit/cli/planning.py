@@ -284,7 +284,9 @@ def load_inventory(path: Path) -> Any:
     # its directories, which must not break 'patchkit --help' or the lab's own checks.
     from patchkit import inventory
 
-    return inventory.load(path)
+    root = click.get_current_context().find_root()
+    timeout = (root.obj or {}).get("inventory_timeout") or inventory.TIMEOUT
+    return inventory.load(path, timeout=timeout)
 
 
 def _assess(inventory_path: Path, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -204,3 +205,22 @@ def test_a_script_that_dies_is_an_inventory_error(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as caught:
         inventory.load(dies, timeout=30)
     assert str(dies) in caught.value.message
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_the_command_line_sets_the_timeout(tmp_path: Path, how: str) -> None:
+    hangs = script(tmp_path / "hangs.py", "time.sleep(300)")
+    policy = Path(__file__).resolve().parents[2] / "policies" / "lab.yml"
+    option = ["--inventory-timeout", "1"] if how == "option" else []
+    env = os.environ | ({"PATCHKIT_INVENTORY_TIMEOUT": "1"} if how == "environment" else {})
+    done = subprocess.run(
+        [sys.executable, "-m", "patchkit", *option, "scope", "-p", str(policy), "-i", str(hangs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,  # far above the 1 s asked for: only reached if the option did not act
+        check=False,
+    )
+    assert done.returncode == ExitCode.BAD_INPUT, done.stderr
+    said = " ".join(done.stderr.split())
+    assert f"reading inventory {hangs} took longer than 1 s" in said
