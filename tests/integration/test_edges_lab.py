@@ -101,3 +101,20 @@ def test_a_host_whose_key_changed_is_refused_and_an_inventory_can_opt_out(
     opted_out.write_text(yaml.safe_dump(inventory))
     done = patchkit_cli("assess", "-p", POLICY, "-i", str(opted_out), "--limit", "host1", env=fresh)
     assert done.returncode == 0, done.stderr
+
+
+def test_an_ansible_host_list_is_an_inventory(
+    lab: Path, lab_config: LabConfig, env: dict[str, str]
+) -> None:
+    # a,b, as Ansible takes it: no variables, so the key and known_hosts come from the
+    # environment, as for ansible-playbook -i a,b,
+    first, second = lab_config.address(1), lab_config.address(2)
+    listed = env | {
+        "ANSIBLE_PRIVATE_KEY_FILE": str(lab_config.key_path),
+        "ANSIBLE_SSH_COMMON_ARGS": f"-o UserKnownHostsFile={lab_config.known_hosts}",
+    }
+    done = patchkit_cli("assess", "-p", POLICY, "-i", f"{first},{second},", "--json", env=listed)
+    assert done.returncode == 0, done.stderr
+    found = {h["host"]: h for h in json.loads(done.stdout)["hosts"]}
+    assert set(found) == {str(first), str(second)}
+    assert all(h["reachable"] and h["updates"] for h in found.values())
