@@ -87,16 +87,6 @@ def main() -> None:
     try:
         cli.main(prog_name="patchkit", standalone_mode=False)
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at interpreter exit
-    except BrokenPipeError:
-        # the reader went away (| head): stop quietly, as other command-line tools do
-        _quiet_stdout()
-        sys.exit(ExitCode.FAILURES)
-    except OSError as exc:
-        if exc.errno not in _OUTPUT_ERRORS:
-            _bug(exc, debug)
-        _quiet_stdout()
-        _say("patchkit: error:", f"cannot write the output: {exc.strerror}", "write elsewhere")
-        sys.exit(ExitCode.BAD_INPUT)
     except (click.exceptions.Abort, KeyboardInterrupt):
         err_console.print("patchkit: interrupted")
         sys.exit(ExitCode.FAILURES)
@@ -113,6 +103,17 @@ def main() -> None:
             traceback.print_exc()
         _say("patchkit: error:", exc.message, exc.hint)
         sys.exit(exc.exit_code)
+    # after PatchkitError: several of its kinds are OSErrors too (LedgerError, RefusedError)
+    except BrokenPipeError:
+        # the reader went away (| head): stop quietly, as other command-line tools do
+        _quiet_stdout()
+        sys.exit(ExitCode.FAILURES)
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRORS:
+            _bug(exc, debug)
+        _quiet_stdout()
+        _say("patchkit: error:", f"cannot write the output: {exc.strerror}", "write elsewhere")
+        sys.exit(ExitCode.BAD_INPUT)
     except Exception as exc:  # the one place that turns a bug into a message
         _bug(exc, debug)
     sys.exit(ExitCode.OK)

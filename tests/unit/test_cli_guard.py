@@ -11,7 +11,7 @@ import click
 import pytest
 
 from patchkit.cli import cli, main
-from patchkit.errors import ExitCode, PolicyError
+from patchkit.errors import ExitCode, PolicyError, RefusedError
 
 
 @click.command("raise-for-test", hidden=True)
@@ -21,6 +21,8 @@ def _raiser(kind: str) -> None:
         raise ZeroDivisionError("division by zero")
     if kind == "policy":
         raise PolicyError(["p.yml:3: name: [/] is :100: [a-z0-9] begin:end:step"], hint="[bold]x")
+    if kind == "refused":  # a PatchkitError that is an OSError (PermissionError) too
+        raise RefusedError("plan plan-1 is not approved", hint="patchkit approve plan-1")
     raise KeyboardInterrupt
 
 
@@ -104,3 +106,11 @@ def test_a_reader_that_goes_away_ends_quietly() -> None:
         code = child.wait(timeout=120)
     assert code == ExitCode.FAILURES
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_refusal_keeps_its_exit_code_though_it_is_an_os_error(
+    raiser: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_of(monkeypatch, "raise-for-test", "refused") == ExitCode.REFUSED
+    err = capsys.readouterr().err
+    assert "patchkit: error: plan plan-1 is not approved" in err
