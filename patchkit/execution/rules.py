@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from patchkit.policy.model import Amount
+from patchkit.policy.values import Amount
 
 
 def threshold_crossed(failures: int, attempted: int, threshold: Amount) -> bool:

@@ -9,533 +9,55 @@ with a message, rather than surfacing as a crash or a silent no-op halfway throu
 
 from __future__ import annotations
 
-import copy
-import math
 import re
-import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from itertools import islice, pairwise, takewhile
+from datetime import timedelta
+from itertools import pairwise
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, croniter
+from croniter import croniter
 from dateutil import rrule
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
-    PlainSerializer,
-    StringConstraints,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic.json_schema import GenerateJsonSchema
 
 from patchkit.model import Severity
-
-# ---------------------------------------------------------------- limits
-
-SHORT_TEXT = 256  # names, owners, patterns, variables
-LONG_TEXT = 4000  # descriptions, reasons, commands
-URL_LENGTH = 2048
-MAX_DURATION = timedelta(days=366)  # any duration; fields set tighter bounds where sensible
-FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2200, 12, 31)
-MAX_HOSTS = 1_000_000  # a count of hosts beyond this is a typo, not a fleet
-
-
-def _show(value: Any) -> str:
-    """``repr`` short enough for one line of an error message, whatever the input."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-# ---------------------------------------------------------------- text
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # tab and newline are text in prose
-
-
-def _printable(value: str, *, lines: bool) -> str:
-    found = _CONTROL.search(value)
-    bad = found[0] if found else None
-    if bad is None and not lines:
-        # Tabs and newlines in a name, and zero-width or direction marks pasted along with
-        # it (Unicode format characters), make it match nothing.
-        bad = next((c for c in value if c in "\t\n" or unicodedata.category(c) == "Cf"), None)
-    if bad is not None:
-        raise ValueError(f"contains the control or invisible character U+{ord(bad):04X}: remove it")
-    return value
-
-
-def _word(value: str) -> str:
-    """One line, not blank, no spaces around it: names, patterns, owners."""
-    if not value.strip():
-        raise ValueError("is blank: give a value")
-    if value != value.strip():
-        raise ValueError(f"{_show(value)} has spaces around it: remove them")
-    return _printable(value, lines=False)
-
-
-def _label(value: str) -> str:
-    return _printable(value, lines=False)
-
-
-def _prose(value: str) -> str:
-    return _printable(value, lines=True)
-
-
-def _paragraph(value: str) -> str:
-    if not value.strip():
-        raise ValueError("is blank: say it in words")
-    return _printable(value, lines=True)
-
-
-Text = Annotated[str, StringConstraints(min_length=1, max_length=SHORT_TEXT), AfterValidator(_word)]
-Label = Annotated[str, StringConstraints(max_length=SHORT_TEXT), AfterValidator(_label)]
-Prose = Annotated[str, StringConstraints(max_length=LONG_TEXT), AfterValidator(_prose)]
-Paragraph = Annotated[
-    str, StringConstraints(min_length=1, max_length=LONG_TEXT), AfterValidator(_paragraph)
-]
-Patterns = list[Text]
-
-
-def _some(value: list[str]) -> list[str]:
-    if not value:
-        raise ValueError("names no hosts: leave the key out to mean all hosts")
-    return value
-
-
-SomeHosts = Annotated[Patterns, AfterValidator(_some), Field(json_schema_extra={"minItems": 1})]
-
-
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError(f"{_show(value)}: the URL starts with http:// or https://")
-    if re.search(r"\s", value) or _CONTROL.search(value):
-        raise ValueError(f"{_show(value)}: a URL has no spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        host, _ = parts.hostname, parts.port  # .port raises on a port that is not a number
-    except ValueError as exc:
-        raise ValueError(f"{_show(value)} is not a URL: {exc}") from None
-    if not host:
-        raise ValueError(f"{_show(value)} names no host, as in https://host.example.org/path")
-    return value
-
-
-HttpUrl = Annotated[
-    str,
-    StringConstraints(max_length=URL_LENGTH),
-    AfterValidator(_http_url),
-    WithJsonSchema({"type": "string", "pattern": r"^https?://[^/\s?#]+", "maxLength": URL_LENGTH}),
-]
-
-
-# ---------------------------------------------------------------- durations
-
-_UNITS = re.compile(
-    r"^\s*(?:([0-9]+)\s*d)?\s*(?:([0-9]+)\s*h)?\s*(?:([0-9]+)\s*m)?\s*(?:([0-9]+)\s*s)?\s*$"
+from patchkit.policy.recurrence import (
+    ANCHOR,
+    any_day_matches,
+    check_parts,
+    never_opens,
+    openings,
+    rrule_parts,
 )
-_CLOCK = re.compile(r"^\s*([0-9]+):([0-5][0-9])(?::([0-5][0-9]))?\s*$")  # h:mm or h:mm:ss
-_MINUTES = re.compile(r"^\s*([0-9]+)\s*$")
-
-
-def _seconds(value: Any) -> float | None:
-    """The length of ``value`` in seconds, None when it is not a duration at all."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value * 60
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{value} is not a duration: use e.g. 30m, 4h, 1h30m or 2d")
-        return value * 60
-    if not isinstance(value, str):
-        return None
-    forms = ((_UNITS, (86400, 3600, 60, 1)), (_CLOCK, (3600, 60, 1)), (_MINUTES, (60,)))
-    matched = [
-        (m, sizes) for pattern, sizes in forms if (m := pattern.match(value)) and any(m.groups())
-    ]
-    if not matched:
-        return None
-    found, sizes = matched[0]
-    digits = [g or "0" for g in found.groups()]
-    if any(len(d) > 12 for d in digits):  # int() of thousands of digits raises; this is huge
-        return math.inf
-    return sum(int(d) * size for d, size in zip(digits, sizes, strict=True))
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"4h"``, ``"1h30m"``, ``"90s"``, ``"2d"``, ``"1:30"`` (h:mm), ``"1:30:00"``; a bare
-    number is minutes. Never negative and at most :data:`MAX_DURATION`, so that arithmetic on
-    it cannot overflow."""
-    seconds = _seconds(value)
-    if seconds is None:
-        raise ValueError(
-            f"{_show(value)} is not a duration: use e.g. 30m, 4h, 1h30m, 1:30, 90s or 2d"
-        )
-    if seconds < 0:
-        raise ValueError(f"{_show(value)}: a duration cannot be negative")
-    if seconds > MAX_DURATION.total_seconds():
-        raise ValueError(
-            f"{_show(value)} is longer than {format_duration(MAX_DURATION)}, the longest allowed"
-        )
-    return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0m"
-
-
-_DURATION_TEXT = "30m, 4h, 1h30m, 1:30 (h:mm), 90s or 2d"
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "string",
-                    "pattern": r"^(?=[0-9])([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
-                    r"|^[0-9]+:[0-5][0-9](:[0-5][0-9])?$",
-                },
-                {
-                    "type": "number",
-                    "minimum": 0,
-                    "maximum": int(MAX_DURATION.total_seconds()) // 60,
-                    "description": "minutes",
-                },
-            ],
-            "description": f"a duration: {_DURATION_TEXT} (a bare number is minutes)",
-        }
-    ),
-]
-
-
-@dataclass(frozen=True)
-class Within:
-    """Bounds of one duration field (pydantic metadata): checked after parsing, and written
-    into the field's JSON Schema."""
-
-    most: timedelta
-    above_zero: bool = False  # where 0 means nothing: a timeout of 0 expires at once
-
-    def check(self, value: timedelta) -> timedelta:
-        if self.above_zero and value <= timedelta(0):
-            raise ValueError("must be longer than 0")
-        if value > self.most:
-            raise ValueError(
-                f"{format_duration(value)} is too long here: at most {format_duration(self.most)}"
-            )
-        return value
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        body = copy.deepcopy(handler(schema))
-        low = "longer than 0" if self.above_zero else "0 or longer"
-        for branch in body.get("anyOf", []):
-            if branch.get("type") == "number":
-                branch["maximum"] = int(self.most.total_seconds()) // 60
-                if self.above_zero:
-                    branch["exclusiveMinimum"] = 0
-            else:
-                branch["description"] = f"{low}, at most {format_duration(self.most)}"
-        return body
-
-
-# ---------------------------------------------------------------- dates
-
-_ISO_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-
-
-def parse_day(value: Any) -> date:
-    """A calendar day written ``YYYY-MM-DD``, from 2000-01-01 to 2200-12-31."""
-    if isinstance(value, date) and not isinstance(value, datetime):
-        day = value
-    elif isinstance(value, str) and _ISO_DAY.match(value.strip()):
-        try:
-            day = date.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ValueError(f"{_show(value)} is not a date: {exc}") from None
-    else:
-        raise ValueError(f"{_show(value)} is not a date: write YYYY-MM-DD, e.g. 2027-01-31")
-    if not FIRST_DAY <= day <= LAST_DAY:
-        raise ValueError(f"{day} is not between {FIRST_DAY} and {LAST_DAY}")
-    return day
-
-
-Day = Annotated[
-    date,
-    BeforeValidator(parse_day),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "format": "date",
-            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
-            "description": f"a date, YYYY-MM-DD, from {FIRST_DAY} to {LAST_DAY}",
-        }
-    ),
-]
-
-
-# ---------------------------------------------------------------- counts and percentages
-
-
-def _amount_problem(value: float, percent: bool) -> str | None:
-    """What is wrong with this amount in any field, or None; fields may ask for more."""
-    if math.isnan(value):
-        return "not a number: give a count (5) or a percentage ('20%')"
-    if percent:
-        if not 0 < value <= 100:
-            return f"{value:g}%: a percentage must be above 0% and at most 100%"
-    elif value < 0:
-        return "a count cannot be negative"
-    elif value > MAX_HOSTS:
-        return f"more than {MAX_HOSTS} hosts: give fewer, or a percentage such as '100%'"
-    elif value != int(value):
-        return f"{value:g}: a count of hosts is a whole number"
-    return None
-
-
-class Amount(BaseModel):
-    """A count of hosts, or a percentage of some total (``5`` or ``"20%"``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    value: float
-    percent: bool = False
-
-    @model_validator(mode="after")
-    def _in_range(self) -> Amount:
-        problem = _amount_problem(self.value, self.percent)
-        if problem:
-            raise ValueError(problem)
-        return self
-
-    def of(self, total: int, *, minimum: int = 1) -> int:
-        """Resolve against ``total`` hosts: a percentage rounds up, never below ``minimum``."""
-        if not self.percent:
-            return max(minimum, int(self.value))
-        return max(minimum, math.ceil(total * self.value / 100))
-
-    def __str__(self) -> str:
-        return f"{self.value:g}%" if self.percent else str(int(self.value))
-
-
-_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
-_COUNT = re.compile(r"^\s*([0-9]+)\s*$")
-
-
-def _parse_amount(value: Any) -> Any:
-    if isinstance(value, Amount | dict):
-        return value  # the dict form is checked by Amount itself, the same way
-    if isinstance(value, bool):
-        raise ValueError("a count (5) or a percentage ('20%')")
-    if isinstance(value, int):
-        # Checked before float(), which raises OverflowError on a huge int.
-        problem = _amount_problem(max(-1, min(value, MAX_HOSTS + 1)), False)
-        if problem:
-            raise ValueError(problem)
-        return Amount(value=value)
-    if isinstance(value, str):
-        for pattern, percent in ((_PERCENT, True), (_COUNT, False)):
-            found = pattern.match(value)
-            if found:
-                number = float(found[1])  # digits only: inf at worst, never an error
-                problem = _amount_problem(number, percent)
-                if problem:
-                    raise ValueError(problem)
-                return Amount(value=number, percent=percent)
-    raise ValueError(f"{_show(value)} is neither a count (5) nor a percentage ('20%')")
-
-
-def _at_least_one_host(value: Amount) -> Amount:
-    if not value.percent and value.value < 1:
-        raise ValueError("0 hosts does nothing: give at least 1, or a percentage")
-    return value
-
-
-def _amount_schema(minimum: int, description: str) -> WithJsonSchema:
-    return WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": minimum, "maximum": MAX_HOSTS},
-                {
-                    "type": "string",
-                    "pattern": r"^[0-9]+(\.[0-9]+)?%$",
-                    "description": "above 0% and at most 100%",
-                },
-                {
-                    "type": "object",
-                    "properties": {
-                        "value": {"type": "number", "minimum": minimum},
-                        "percent": {"type": "boolean", "default": False},
-                    },
-                    "required": ["value"],
-                    "additionalProperties": False,
-                },
-            ],
-            "description": description,
-        }
-    )
-
-
-CountOrPercent = Annotated[
+from patchkit.policy.values import (
+    LONG_TEXT,
+    MAX_DURATION,
+    MAX_HOSTS,
+    SHORT_TEXT,
     Amount,
-    BeforeValidator(_parse_amount),
-    PlainSerializer(str, return_type=str),
-    _amount_schema(0, "a count of hosts (5) or a percentage ('20%')"),
-]
-HostsOrPercent = Annotated[
-    Amount,
-    BeforeValidator(_parse_amount),
-    AfterValidator(_at_least_one_host),
-    PlainSerializer(str, return_type=str),
-    _amount_schema(1, "a count of hosts, at least 1 (5), or a percentage ('20%')"),
-]
-
-
-# ---------------------------------------------------------------- recurrences
-
-# Rules are read from this Monday, as planning.windows.ANCHOR (a test keeps the two equal);
-# openings are looked for up to LAST_START, so every search here is bounded.
-ANCHOR = datetime(2000, 1, 3)
-LAST_START = datetime(LAST_DAY.year, 12, 31, 23, 59, 59)
-_FREQS = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
-_NUMBERS = {  # part: (lowest, highest, whether negative values count from the end)
-    "BYSECOND": (0, 59, False),
-    "BYMINUTE": (0, 59, False),
-    "BYHOUR": (0, 23, False),
-    "BYMONTH": (1, 12, False),
-    "BYMONTHDAY": (1, 31, True),
-    "BYYEARDAY": (1, 366, True),
-    "BYWEEKNO": (1, 53, True),
-    "BYSETPOS": (1, 366, True),
-    "BYEASTER": (-366, 366, False),
-}
-_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
-_PARTS = ("FREQ", "INTERVAL", "UNTIL", "BYDAY", "WKST", *_NUMBERS)
-_DAY_FILTERS = ("BYMONTH", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO", "BYDAY", "BYEASTER")
-_WEEKDAY = re.compile(r"^([+-]?[0-9]{1,2})?(MO|TU|WE|TH|FR|SA|SU)$")
-
-
-def _rrule_parts(text: str) -> dict[str, str]:
-    """The ``NAME=VALUE`` parts of a rule, upper-cased; ValueError names the first bad one."""
-    if not re.fullmatch(r"[A-Za-z0-9=;,+\-]+", text):
-        raise ValueError("write only NAME=VALUE parts joined by ';', e.g. FREQ=WEEKLY;BYDAY=SA")
-    parts: dict[str, str] = {}
-    for part in text.upper().split(";"):
-        name, _, value = part.partition("=")
-        if not name or not value:
-            raise ValueError(f"{_show(part)} is not a NAME=VALUE part")
-        if name not in _PARTS:
-            raise ValueError(f"{name} is not supported; the parts are {', '.join(_PARTS)}")
-        if name in parts:
-            raise ValueError(f"{name} is given twice")
-        parts[name] = value
-    return parts
-
-
-def _check_parts(parts: dict[str, str]) -> None:
-    """Range checks dateutil leaves out (it loops or raises IndexError on some of these)."""
-    freq = parts.get("FREQ")
-    if freq not in _FREQS:
-        # SECONDLY and MINUTELY too: a window opens at most hourly, and iterating seconds
-        # over two centuries would take hours.
-        raise ValueError(f"FREQ must be one of {', '.join(_FREQS)}")
-    interval = parts.get("INTERVAL", "1")
-    if not re.fullmatch(r"\+?[0-9]{1,4}", interval) or not 1 <= int(interval) <= 1000:
-        raise ValueError(f"INTERVAL={interval}: give a whole number from 1 to 1000")
-    for name, (low, high, from_end) in _NUMBERS.items():
-        for item in parts[name].split(",") if name in parts else ():
-            ok = re.fullmatch(r"[+-]?[0-9]{1,3}", item) is not None
-            number = int(item) if ok else 0
-            if not ok or not (low <= abs(number) <= high if from_end else low <= number <= high):
-                sign = "±" if from_end else ""
-                raise ValueError(f"{name}={parts[name]}: each value is {sign}{low} to {high}")
-    for item in parts["BYDAY"].split(",") if "BYDAY" in parts else ():
-        found = _WEEKDAY.match(item)
-        if not found or (found[1] and not 1 <= abs(int(found[1])) <= 53):
-            raise ValueError(f"BYDAY={parts['BYDAY']}: each value is a day (MO … SU), -1FR etc.")
-    if parts.get("WKST", "MO") not in _DAYS:
-        raise ValueError(f"WKST={parts['WKST']}: one of {', '.join(_DAYS)}")
-    if "BYSETPOS" in parts and freq not in ("MONTHLY", "YEARLY"):
-        raise ValueError("BYSETPOS is supported with FREQ=MONTHLY or FREQ=YEARLY only")
-    if parts.get("UNTIL", "").endswith("Z"):
-        raise ValueError("UNTIL is local time in the window's timezone: drop the trailing Z")
-
-
-def _some_day(parts: dict[str, str]) -> bool:
-    """Whether any calendar day passes the rule's day filters, for HOURLY to WEEKLY rules.
-
-    dateutil finds out that a rule never matches (BYMONTH=2;BYMONTHDAY=30) only by stepping
-    through every period up to year 9999: seconds for an hourly rule. The same filters in a
-    yearly rule match the same days (a BYDAY count is ignored below MONTHLY) and step by years.
-    """
-    filters = {k: v for k, v in parts.items() if k in _DAY_FILTERS}
-    if not filters:
-        return True
-    if "BYDAY" in filters:
-        filters["BYDAY"] = ",".join(_WEEKDAY.sub(r"\2", d) for d in filters["BYDAY"].split(","))
-    text = ";".join(["FREQ=YEARLY", *(f"{k}={v}" for k, v in filters.items())])
-    return rrule.rrulestr(text, dtstart=ANCHOR).after(ANCHOR, inc=True) is not None
-
-
-def _openings(rule: str | None, cron: str | None, count: int) -> list[datetime]:
-    """The first ``count`` naive local start times from :data:`ANCHOR` up to LAST_START.
-
-    Clock-independent (the planner reads the clock). May raise whatever dateutil or croniter
-    raise for a rule they accepted but cannot iterate: callers catch it.
-    """
-    starts = (
-        iter(rrule.rrulestr(rule, dtstart=ANCHOR).xafter(ANCHOR, inc=True))
-        if rule is not None
-        else _cron_starts(str(cron))
-    )
-    return list(islice(takewhile(lambda start: start <= LAST_START, starts), count))
-
-
-def _cron_starts(expression: str) -> Iterator[datetime]:
-    starts = croniter(expression, ANCHOR - timedelta(seconds=1))
-    while True:
-        try:
-            yield starts.get_next(datetime)
-        except CroniterBadDateError:
-            return  # no start within croniter's own search bound (0 0 30 2 *): none at all
-
-
-def _never_opens(rule: str | None, cron: str | None) -> str | None:
-    try:
-        found = _openings(rule, cron, 1)
-    except Exception as exc:  # third-party iteration fails in many ways
-        return f"cannot compute when it opens: {exc or type(exc).__name__}"
-    if found:
-        return None
-    parts = "UNTIL and the BY… parts" if rule is not None else "the day-of-month and month"
-    return f"never opens (no opening from {ANCHOR:%Y-%m-%d} to {LAST_DAY}): check {parts}"
-
+    CountOrPercent,
+    Day,
+    Duration,
+    HostsOrPercent,
+    HttpUrl,
+    Label,
+    Paragraph,
+    Patterns,
+    Prose,
+    SomeHosts,
+    Text,
+    Within,
+    format_duration,
+    show_value,
+    word,
+)
 
 # ---------------------------------------------------------------- base
 
@@ -614,7 +136,7 @@ class Classification(Section):
 
 
 def _tier_value(value: str | int) -> str | int:
-    return _word(value) if isinstance(value, str) else value
+    return word(value) if isinstance(value, str) else value
 
 
 class TierRule(Section):
@@ -693,18 +215,18 @@ class Window(Section):
         if "DTSTART" in text.upper():
             raise ValueError("give the rule only (FREQ=…); the start time comes from BYHOUR etc.")
         try:
-            parts = _rrule_parts(text)
-            _check_parts(parts)
+            parts = rrule_parts(text)
+            check_parts(parts)
         except ValueError as exc:
-            raise ValueError(f"{_show(value)} is not a usable RRULE: {exc}") from None
+            raise ValueError(f"{show_value(value)} is not a usable RRULE: {exc}") from None
         try:
             rrule.rrulestr(text, dtstart=ANCHOR)
-            some_day = parts["FREQ"] in ("MONTHLY", "YEARLY") or _some_day(parts)
+            some_day = parts["FREQ"] in ("MONTHLY", "YEARLY") or any_day_matches(parts)
         except Exception as exc:  # dateutil: ValueError, TypeError, KeyError…
-            raise ValueError(f"{_show(value)} is not an RFC 5545 RRULE: {exc}") from None
+            raise ValueError(f"{show_value(value)} is not an RFC 5545 RRULE: {exc}") from None
         if not some_day:
             raise ValueError("never opens: no calendar day matches its BY… parts")
-        problem = _never_opens(text, None)
+        problem = never_opens(text, None)
         if problem:
             raise ValueError(problem)
         return text
@@ -720,11 +242,11 @@ class Window(Section):
             valid = False
         if not valid:
             raise ValueError(
-                f"{_show(value)} is not a 5-field cron expression (minute hour dom mon dow)"
+                f"{show_value(value)} is not a 5-field cron expression (minute hour dom mon dow)"
             )
         if re.search(r"\bR\b", value, re.IGNORECASE):
             raise ValueError("R (a random time) is not allowed: a window opens at set times")
-        problem = _never_opens(None, value)
+        problem = never_opens(None, value)
         if problem:
             raise ValueError(problem)
         return value
@@ -740,7 +262,7 @@ class Window(Section):
                 pass
             else:
                 return value
-        raise ValueError(f"{_show(value)} is not a time zone name (e.g. UTC, Europe/Berlin)")
+        raise ValueError(f"{show_value(value)} is not a time zone name (e.g. UTC, Europe/Berlin)")
 
     @model_validator(mode="after")
     def _one_recurrence(self) -> Window:
@@ -749,7 +271,7 @@ class Window(Section):
         if self.cutoff >= self.duration:
             raise ValueError("cutoff must be shorter than the duration")
         try:
-            starts = _openings(self.rrule, self.cron, 64)
+            starts = openings(self.rrule, self.cron, 64)
         except Exception:  # the field checks passed; the planner reports it
             starts = []
         gap = min((b - a for a, b in pairwise(starts)), default=None)

@@ -11,7 +11,7 @@ from patchkit.execution.events import batch_outcomes, host_outcome, result_task
 from patchkit.execution.rules import fits, may_start, threshold_crossed
 from patchkit.execution.runner import TaskResult
 from patchkit.model import freeze
-from patchkit.policy.model import Amount
+from patchkit.policy.values import Amount
 
 
 def result(host: str, phase: str, status: str = "ok", **data: Any) -> TaskResult:

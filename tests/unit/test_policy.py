@@ -11,7 +11,7 @@ import pytest
 from patchkit.errors import ExitCode, PolicyError
 from patchkit.model import Severity
 from patchkit.policy import load, loads
-from patchkit.policy.model import Amount, parse_duration
+from patchkit.policy.values import Amount, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,9 @@ from patchkit.execution.rules import threshold_crossed
 from patchkit.planning import windows as planning_windows
 from patchkit.policy import load, load_located, loads
 from patchkit.policy.loader import MAX_ALIASES, MAX_BYTES, MAX_DEPTH
-from patchkit.policy.model import ANCHOR, Amount, Policy, PolicySchema, parse_duration
+from patchkit.policy.model import Policy, PolicySchema
+from patchkit.policy.recurrence import ANCHOR
+from patchkit.policy.values import Amount, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = """\
