@@ -262,6 +262,7 @@ def assess(
     limit: str | None,
     at: datetime,
     on_host: Callable[[Finding], None] | None = None,
+    host_key_checking: bool = True,
 ) -> tuple[Finding, ...]:
     """Ask every host ``limit`` selects what it has pending; one Finding per host targeted.
 
@@ -287,6 +288,7 @@ def assess(
         forks=FORKS,
         timeout=TIMEOUT,
         on_task=on_task,
+        host_key_checking=host_key_checking,
     )
     for finding in collector.finish(result.status):
         if on_host is not None:

@@ -198,7 +198,13 @@ def assess(
         status.update(f"assessing {len(names)} host(s) in check mode… {done} done")
 
     with err_console.status(f"assessing {len(names)} host(s) in check mode…") as status:
-        found = _assess(inventory_path, limit=",".join(names), at=at, on_host=progress)
+        found = _assess(
+            inventory_path,
+            limit=",".join(names),
+            at=at,
+            on_host=progress,
+            host_key_checking=loaded.connection.host_key_checking,
+        )
     stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
     if export_path is not None:
         write_output(export_path, findings_file.dumps(stored), option="'--export'")

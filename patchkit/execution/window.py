@@ -329,6 +329,7 @@ def _batches(
             on_task=record_as_it_happens,
             cancel=stop_asked,
             mitogen=mitogen,
+            host_key_checking=policy.connection.host_key_checking,
         )
         if broken:  # outcomes that cannot be recorded must not pile up: end the run here
             raise LedgerError(
@@ -441,6 +442,7 @@ def roll_back(
         on_task=on_task,
         cancel=cancel,
         mitogen=mitogen,
+        host_key_checking=policy.connection.host_key_checking,
     )
     end = clock()
     results = [rollback.result(t, result.tasks) for t in targets]
@@ -496,6 +498,7 @@ def release_snapshots(
         extravars=phase_settings(policy) | {"patchkit_release_by_host": by_host},
         timeout=600,
         mitogen=mitogen,
+        host_key_checking=policy.connection.host_key_checking,
     )
     released = {
         (t.host, str(t.result.get("msg", {}).get("id")))

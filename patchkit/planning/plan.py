@@ -322,6 +322,12 @@ def _warnings(
     at: datetime,
 ) -> tuple[str, ...]:
     out = []
+    if not policy.connection.host_key_checking:
+        out.append(
+            "SSH host keys are not checked (connection.host_key_checking: false): whatever "
+            "answers at a host's address gets root; turn it on, or opt out single hosts in "
+            "the inventory"
+        )
     deferred = [b for b in scheduled if b.next_window]
     if deferred:
         count = sum(len(b.hosts) for b in deferred)
@@ -386,6 +392,7 @@ def _settings(policy: Policy) -> Settings:
         reboot=policy.downtime.reboot,
         retries=policy.failure_handling.retries,
         verification=tuple(checks),
+        host_key_checking=policy.connection.host_key_checking,
     )
 
 

@@ -136,6 +136,7 @@ class Settings:
     reboot: str
     retries: int
     verification: tuple[str, ...]
+    host_key_checking: bool = True  # False: ssh accepts any host key (policy connection.*)
 
 
 @dataclass(frozen=True)

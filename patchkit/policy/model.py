@@ -526,6 +526,17 @@ class Notifications(Section):
     webhooks: list[Webhook] = Field(default_factory=list)
 
 
+class Connection(Section):
+    """How the controller reaches hosts."""
+
+    host_key_checking: bool = Field(
+        default=True,
+        description="Refuse a host whose SSH key is unknown or changed. false accepts any key "
+        "(a man in the middle too); every plan preview says so. An inventory can opt single "
+        "hosts out instead (ansible_host_key_checking: false).",
+    )
+
+
 class Policy(Section):
     """A patch-management policy."""
 
@@ -545,6 +556,7 @@ class Policy(Section):
     reporting: Reporting = Field(default_factory=Reporting)
     notifications: Notifications = Field(default_factory=Notifications)
     promotion: Promotion | None = None
+    connection: Connection = Field(default_factory=Connection)
 
     @model_validator(mode="after")
     def _unique_windows(self) -> Policy:

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from patchkit.model import Severity
 from patchkit.planning.plan import STALE_FINDINGS, plan_body
-from patchkit.planning.types import Batch, HostPlan, Plan, SkipKind, SkippedHost
+from patchkit.planning.types import Batch, HostPlan, Plan, Settings, SkipKind, SkippedHost
 from patchkit.reports.terminal import plain_text, shown, visible
 
 FORMAT = "patchkit-plan/1"
@@ -177,6 +177,9 @@ def _risks(plan: Plan, f: Facts) -> tuple[Risk, ...]:
     for b in (b for b in plan.planned if b.end > plan.window.end):
         late = span(b.end - plan.window.end)
         out.append(Risk("high", f"batch {b.number} is estimated to end {late} after the window"))
+    if not settings.host_key_checking:
+        text = "SSH host keys are not checked (connection.host_key_checking: false): any host "
+        out.append(Risk("high", text + "answering at an address is trusted with root"))
     if settings.rollback == "none":
         out.append(Risk("high", "failed hosts are not rolled back (rollback: none)"))
     if settings.on_threshold == "continue":
@@ -417,6 +420,10 @@ def _exception_table(plan: Plan) -> Table:
     return table
 
 
+def _host_keys(settings: Settings) -> str:
+    return "checked" if settings.host_key_checking else "NOT checked (any key is accepted)"
+
+
 def _settings(plan: Plan) -> Table:
     s = plan.settings
     approvers = ", ".join(s.approvers) or "nobody named"
@@ -426,6 +433,7 @@ def _settings(plan: Plan) -> Table:
             ("rollback", f"{s.rollback} (snapshot backend {s.snapshot_backend})"),
             ("retries", str(s.retries)),
             ("reboot policy", s.reboot),
+            ("SSH host keys", _host_keys(s)),
             ("verification", "; ".join(s.verification) or "none"),
             ("approval", f"{'required' if s.approval_required else 'not required'}: {approvers}"),
         ],

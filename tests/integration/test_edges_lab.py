@@ -92,6 +92,18 @@ def test_a_host_whose_key_changed_is_refused_and_an_inventory_can_opt_out(
     assert direct.returncode == 255
     assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in direct.stderr
 
+    # the policy turns checking off for every host it governs: host1 is reached, and the plan
+    # made under that policy says what was given up
+    trusting = tmp_path / "trusting.yml"
+    trusting.write_text(Path(POLICY).read_text() + "\nconnection:\n  host_key_checking: false\n")
+    done = patchkit_cli(
+        "assess", "-p", str(trusting), "-i", str(lab), "--limit", "host1", env=fresh
+    )
+    assert done.returncode == 0, done.stderr
+    done = patchkit_cli("plan", "-p", str(trusting), "-i", str(lab), "--format", "json", env=fresh)
+    assert done.returncode == 0, done.stderr
+    assert any("SSH host keys are not checked" in w for w in json.loads(done.stdout)["warnings"])
+
     # the inventory opts host1 out, in Ansible's own way
     inventory = yaml.safe_load(lab.read_text())
     lab_hosts = inventory["all"]["children"]["lab"]["children"]["dev"]["hosts"]

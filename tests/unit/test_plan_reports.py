@@ -428,3 +428,34 @@ def test_risk_level_follows_the_listed_risks() -> None:
 def test_templates_ship_inside_the_package() -> None:
     templates = files("patchkit.reports") / "templates"
     assert (templates / "plan.md.j2").is_file() and (templates / "plan.html.j2").is_file()
+
+
+@pytest.mark.parametrize("render", RENDERERS)
+def test_every_preview_says_when_host_keys_are_not_checked(render: object) -> None:
+    plan = sample_plan()
+    unchecked = dataclasses.replace(
+        plan,
+        settings=dataclasses.replace(plan.settings, host_key_checking=False),
+        warnings=(*plan.warnings, "SSH host keys are not checked (connection.host_key_checking"),
+    )
+    assert callable(render)
+    out = " ".join(render(unchecked).split())
+    default = " ".join(render(plan).split())
+    if render is plan_json:
+        assert json.loads(out)["settings"]["host_key_checking"] is False
+        assert json.loads(default)["settings"]["host_key_checking"] is True
+    else:
+        assert "NOT checked" in out and "NOT checked" not in default
+    assert "SSH host keys are not checked" in out
+    assert "SSH host keys are not checked" not in default
+
+
+def test_unchecked_host_keys_are_a_high_risk() -> None:
+    plan = sample_plan()
+    unchecked = dataclasses.replace(
+        plan, settings=dataclasses.replace(plan.settings, host_key_checking=False)
+    )
+    risks = {r.text: r.level for r in facts(unchecked).risks}
+    assert any(
+        t.startswith("SSH host keys are not checked") and lvl == "high" for t, lvl in risks.items()
+    )

@@ -343,3 +343,15 @@ def test_batch_times_are_real_time_across_a_dst_change() -> None:
     assert cutoff - plan.window.start.astimezone(UTC) == timedelta(hours=7, minutes=30)
     assert all((b.start.astimezone(UTC) < cutoff) != b.next_window for b in plan.batches)
     assert len(plan.planned) == 40 and not plan.deferred  # 45 ten-minute slots fit
+
+
+def test_a_policy_that_checks_no_host_keys_says_so_in_the_plan() -> None:
+    hosts = [host("web1", tier=1)]
+    findings = {"web1": found("web1", ("openssl", SEC))}
+    checked = make_plan(policy(), hosts, findings, at=AT)
+    unchecked = make_plan(policy("connection: {host_key_checking: false}"), hosts, findings, at=AT)
+    assert checked.settings.host_key_checking is True
+    assert not any("host keys" in w for w in checked.warnings)
+    assert unchecked.settings.host_key_checking is False
+    assert any(w.startswith("SSH host keys are not checked") for w in unchecked.warnings)
+    assert unchecked.id != checked.id  # what the board approves includes it
