@@ -69,8 +69,10 @@ def main() -> int:
         print(f"  {kind}: {row}")
     print(f"broken: {len(broken)}")
     for case, outcome in broken[: args.show]:
-        print(f"--- {case.kind}: {outcome.broken}: patchkit {' '.join(case.argv)}")
-        print(outcome.stderr.strip()[-1500:])
+        shown = " ".join(a if len(a) <= 80 else a[:77] + "..." for a in case.argv)
+        print(f"--- {case.kind}: {outcome.broken}: patchkit {shown}")
+        for line in outcome.stderr.strip().splitlines()[-12:]:
+            print(line if len(line) <= 300 else line[:297] + "...")
     return 1 if broken else 0
 
 

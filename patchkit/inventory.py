@@ -284,13 +284,19 @@ def _sources(source: Source | Sequence[Source]) -> list[str]:
     out = []
     for item in items:
         text = str(item)
-        path = Path(text)
+        try:
+            exists = Path(text).exists()
+        except OSError as exc:  # a name too long for the file system, and the like
+            raise InventoryError(
+                f"inventory {text[:200]}: {exc.strerror}",
+                hint="pass an inventory file, directory, script or plugin config that exists",
+            ) from None
         # Ansible's rule (its host_list plugin): a source with a comma that is not an existing
         # path is a host list. A Path too: the CLI hands over '-i a,b,' as one.
-        if "," in text and not path.exists():
+        if "," in text and not exists:
             out.append(text)
             continue
-        if not path.exists():
+        if not exists:
             raise InventoryError(
                 f"inventory {text} does not exist",
                 hint="pass an inventory file, directory, script or plugin config that exists",

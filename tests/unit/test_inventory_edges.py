@@ -224,3 +224,9 @@ def test_the_command_line_sets_the_timeout(tmp_path: Path, how: str) -> None:
     assert done.returncode == ExitCode.BAD_INPUT, done.stderr
     said = " ".join(done.stderr.split())
     assert f"reading inventory {hangs} took longer than 1 s" in said
+
+
+@pytest.mark.parametrize("source", ["x" * 2000, "x" * 2000 + ","])
+def test_a_name_too_long_for_the_file_system_is_an_inventory_error(source: str) -> None:
+    with pytest.raises(InventoryError, match="File name too long"):
+        inventory.load(source)
