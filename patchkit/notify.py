@@ -22,7 +22,6 @@ Where the bearer token may go (``token_env``):
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -38,7 +37,9 @@ from datetime import datetime
 from typing import Any
 
 from patchkit import __version__
+from patchkit.policy import urls
 from patchkit.policy.model import Webhook
+from patchkit.policy.urls import is_loopback, without_password
 
 log = logging.getLogger(__name__)
 
@@ -67,57 +68,9 @@ def _text(event: str, data: Mapping[str, Any]) -> str:
     return f"patchkit: {event} in run {run}"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a URL's host name, without brackets) names this machine's loopback."""
-    name = host.lower()
-    if name == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        # Other spellings (127.1, 2130706433, names in /etc/hosts) are not trusted: whether
-        # they are loopback depends on the resolver, not on the policy text.
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
-
-
 def webhook_problems(hook: Webhook) -> list[str]:
-    """What makes ``hook`` unsafe or unusable, one line each; empty when it may be used.
-
-    Pure (no network, no environment): the policy loader or ``policy check`` can call it. The
-    Notifier refuses a hook with problems at send time, before any connection is made.
-    """
-    parts = urllib.parse.urlsplit(hook.url)
-    problems = []
-    if parts.username is not None or parts.password is not None:
-        problems.append(
-            f"{_shown(hook.url)}: a webhook URL must not carry a user name or password; "
-            "put a bearer token in the environment variable named by token_env"
-        )
-    try:
-        _ = parts.port  # parsing the port is the check: urlsplit raises only when asked for it
-    except ValueError:
-        problems.append(f"{_shown(hook.url)}: the port is not a number from 0 to 65535")
-    host = parts.hostname
-    if not host:
-        problems.append(f"{_shown(hook.url)}: the URL names no host")
-    elif hook.token_env and parts.scheme.lower() == "http" and not is_loopback(host):
-        problems.append(
-            f"{_shown(hook.url)}: token_env {hook.token_env} would send a bearer token in clear "
-            "text; use https://, or http:// only to this machine (127.0.0.0/8, ::1, localhost)"
-        )
-    return problems
-
-
-def _shown(url: str) -> str:
-    """The URL without any password in it, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+    """What makes ``hook`` unsafe or unusable (patchkit.policy.urls); empty when it may be used."""
+    return urls.webhook_problems(hook.url, hook.token_env)
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -170,7 +123,7 @@ class Notifier:
         for hook in self.hooks:
             if event not in hook.events:
                 continue
-            delivery = Delivery(_shown(hook.url), event)
+            delivery = Delivery(without_password(hook.url), event)
             self.deliveries.append(delivery)
             problems = webhook_problems(hook)
             if problems:
@@ -236,7 +189,7 @@ def _redirected(url: str, exc: urllib.error.HTTPError) -> str:
     location = exc.headers.get("Location") if exc.headers is not None else None
     if not location:
         return f"HTTP {exc.code} (a redirect without a Location); not followed"
-    target = _shown(urllib.parse.urljoin(url, location))
+    target = without_password(urllib.parse.urljoin(url, location))
     return (
         f"HTTP {exc.code}: redirected to {target}; not followed: point the webhook at the final URL"
     )

@@ -36,6 +36,7 @@ from patchkit.policy.recurrence import (
     openings,
     rrule_parts,
 )
+from patchkit.policy.urls import webhook_problems
 from patchkit.policy.values import (
     LONG_TEXT,
     MAX_DURATION,
@@ -286,7 +287,7 @@ class Window(Section):
 
 class Canary(Section):
     size: HostsOrPercent = Field(description="Hosts in the canary batch.")
-    hosts: Patterns = Field(
+    hosts: SomeHosts = Field(
         default_factory=lambda: ["all"], description="Hosts preferred for the canary."
     )
 
@@ -334,8 +335,11 @@ class Prechecks(Section):
 
 
 class Snapshot(Section):
-    backend: Text = Field(
-        default="package", description="package or lab now; other names are accepted."
+    # the backends roles/patchkit_snapshot ships; any other name would fail every host at run
+    backend: Literal["package", "lab", "none"] = Field(
+        default="package",
+        description="package: versions recorded and the old .debs kept on the host; lab: a btrfs "
+        "snapshot of a lab host; none: no snapshot (failed hosts cannot be rolled back).",
     )
     retention: Annotated[Duration, Within(MAX_DURATION)] = Field(default=timedelta(days=7))
 
@@ -370,28 +374,28 @@ class Downtime(Section):
 class SystemdCheck(Section):
     type: Literal["systemd"]
     unit: Text
-    hosts: Patterns = Field(default_factory=lambda: ["all"])
+    hosts: SomeHosts = Field(default_factory=lambda: ["all"])
 
 
 class TcpCheck(Section):
     type: Literal["tcp"]
     port: int = Field(ge=1, le=65535)
     host: Text = "127.0.0.1"
-    hosts: Patterns = Field(default_factory=lambda: ["all"])
+    hosts: SomeHosts = Field(default_factory=lambda: ["all"])
 
 
 class HttpCheck(Section):
     type: Literal["http"]
     url: HttpUrl
     status: int = Field(default=200, ge=100, le=599)
-    hosts: Patterns = Field(default_factory=lambda: ["all"])
+    hosts: SomeHosts = Field(default_factory=lambda: ["all"])
 
 
 class CommandCheck(Section):
     type: Literal["command"]
     command: Paragraph
     exit_code: int = Field(default=0, ge=0, le=255, description="Exit status when healthy.")
-    hosts: Patterns = Field(default_factory=lambda: ["all"])
+    hosts: SomeHosts = Field(default_factory=lambda: ["all"])
 
 
 Check = Annotated[SystemdCheck | TcpCheck | HttpCheck | CommandCheck, Field(discriminator="type")]
@@ -422,15 +426,19 @@ class PolicyException(Section):
 MAX_DEADLINE = 3650  # days; ten years is a typo, not a deadline
 
 
+DEFAULT_DEADLINES = {
+    Severity.CRITICAL: 7,
+    Severity.HIGH: 14,
+    Severity.MEDIUM: 30,
+    Severity.LOW: 90,
+}
+
+
 class Reporting(Section):
     deadlines: dict[Severity, Annotated[int, Field(ge=1, le=MAX_DEADLINE)]] = Field(
-        default_factory=lambda: {
-            Severity.CRITICAL: 7,
-            Severity.HIGH: 14,
-            Severity.MEDIUM: 30,
-            Severity.LOW: 90,
-        },
-        description="Days from an update being known to it being installed, per severity.",
+        default_factory=lambda: dict(DEFAULT_DEADLINES),
+        description="Days from an update being known to it being installed, per severity; a "
+        "severity left out keeps its default (critical 7, high 14, medium 30, low 90).",
     )
     due_soon: int = Field(
         default=2,
@@ -439,6 +447,12 @@ class Reporting(Section):
         description="Days before its deadline from which an outstanding update is due soon "
         "(shorter than the shortest deadline).",
     )
+
+    @field_validator("deadlines", mode="after")
+    @classmethod
+    def _with_defaults(cls, given: dict[Severity, int]) -> dict[Severity, int]:
+        # A severity left out keeps its default deadline: {critical: 3} tightens critical only.
+        return DEFAULT_DEADLINES | given
 
     @model_validator(mode="after")
     def _sane(self) -> Reporting:
@@ -520,6 +534,13 @@ class Webhook(Section):
         max_length=SHORT_TEXT,
         description="Environment variable holding a bearer token (never the token itself).",
     )
+
+    @model_validator(mode="after")
+    def _safe(self) -> Webhook:
+        problems = webhook_problems(self.url, self.token_env)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class Notifications(Section):

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from patchkit.notify import Delivery, Notifier, is_loopback, webhook_problems
+from patchkit.notify import Delivery, Notifier, webhook_problems
 from patchkit.policy.model import Webhook
+from patchkit.policy.urls import is_loopback
 
 T0 = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
 TOKEN = "s3cret-token"  # noqa: S105 (a test value)
@@ -128,7 +129,10 @@ def sockets_opened() -> Iterator[list[str]]:
 
 
 def hook(url: str, **settings: object) -> Webhook:
-    return Webhook.model_validate({"url": url, **settings})
+    """A webhook as code could build one: the model's own checks (which refuse unsafe URLs in a
+    policy file, tested below) are passed by, to show the Notifier's send-time refusal."""
+    defaults = Webhook.model_validate({"url": "https://127.0.0.1/"})
+    return Webhook.model_construct(**(dict(defaults) | {"url": url} | settings))
 
 
 def deliver(named: Webhook, env: dict[str, str] | None = None) -> Delivery:
@@ -288,3 +292,29 @@ def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("127.255.255.254") and is_loopback("::1")
     anywhere = "0.0.0.0"  # noqa: S104 (a string to check, not an address to bind)
     assert not is_loopback(anywhere) and not is_loopback("::") and not is_loopback("example")
+
+
+@pytest.mark.parametrize(
+    "url, token, said",
+    [
+        ("http://192.0.2.10/hook", "HOOK_TOKEN", "would send a bearer token in clear text"),
+        ("https://bot:hunter2@hooks.example.com/x", None, "must not carry a user name"),
+    ],
+)
+def test_a_policy_with_an_unsafe_webhook_is_refused_at_its_line(
+    url: str, token: str | None, said: str
+) -> None:
+    from patchkit.errors import PolicyError
+    from patchkit.policy import loads
+
+    text = (
+        "name: p\nroles: {owner: ops, approvers: [a]}\nwindows:\n"
+        "  - {name: w, rrule: FREQ=WEEKLY;BYDAY=SA;BYHOUR=22, duration: 4h}\n"
+        "notifications:\n  webhooks:\n"
+        f"    - url: {url}\n" + (f"      token_env: {token}\n" if token else "")
+    )
+    with pytest.raises(PolicyError) as refused:
+        loads(text, "p.yml")
+    assert refused.value.message.startswith("p.yml:7: notifications.webhooks[0]")
+    assert said in refused.value.message
+    assert "hunter2" not in refused.value.message

@@ -512,7 +512,10 @@ def test_located_policy_names_lines_for_later_checks(tmp_path: Path) -> None:
             "reporting: {deadlines: {urgent: 3}}",
             "reporting.deadlines.urgent: Input should be 'critical'",
         ),
-        ("reporting: {deadlines: {critical: 90, low: 7}}", "critical (90 days) is longer than low"),
+        (
+            "reporting: {deadlines: {critical: 90, low: 7}}",
+            "critical (90 days) is longer than high",
+        ),
         ("reporting: {deadlines: {critical: 2}, due_soon: 2}", "due_soon (2 days) must be shorter"),
         (
             "preparation: {prechecks: {min_free_disk: 1073741824}}",
@@ -585,3 +588,34 @@ def _only_policy_errors(text: str | bytes) -> None:
 @given(st.one_of(mutated(), st.text(max_size=200), st.binary(max_size=200)))
 def test_no_input_raises_anything_but_policy_error(text: str | bytes) -> None:
     _only_policy_errors(text)
+
+
+# ---------------------------------------------------------------- found by the reference review
+
+
+def test_a_deadline_left_out_keeps_its_default_and_the_order_is_checked_on_all() -> None:
+    tightened = loads(HEAD + "reporting: {deadlines: {critical: 3}}\n")
+    assert {s.value: d for s, d in tightened.reporting.deadlines.items()} == {
+        "critical": 3,
+        "high": 14,
+        "medium": 30,
+        "low": 90,
+    }
+    # {critical: 60} used to leave high at an unchecked 30 days, shorter than critical's
+    refused(HEAD + "reporting: {deadlines: {critical: 60}}\n", "critical (60 days) is longer")
+
+
+def test_a_snapshot_backend_that_is_not_shipped_is_refused() -> None:
+    refused(HEAD + "preparation: {snapshot: {backend: lvm}}\n", "preparation.snapshot.backend")
+    assert loads(HEAD + "preparation: {snapshot: {backend: none}}\n")
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "verification: [{type: tcp, port: 22, hosts: []}]\n",
+        "rollout: {canary: {size: 1, hosts: []}}\n",
+    ],
+)
+def test_host_patterns_that_name_no_host_are_refused(section: str) -> None:
+    refused(HEAD + section, "names no hosts")
