@@ -204,7 +204,8 @@ def _child(sending: Connection, sources: list[str], keep: Collection[str] | None
         try:
             rows = _read(sources, keep, tell, said)
         except Exception as exc:  # every failure is an answer: hostile input breaks anything
-            tell(("failed", *_failure(exc, shown), said))
+            text, hint, trace = _failure(exc, shown)
+            tell(("failed", text, hint, said, trace))
             return
     try:
         tell(("done", rows, said))

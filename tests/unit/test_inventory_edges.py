@@ -235,3 +235,15 @@ def test_the_command_line_sets_the_timeout(tmp_path: Path, how: str) -> None:
 def test_a_name_too_long_for_the_file_system_is_an_inventory_error(source: str) -> None:
     with pytest.raises(InventoryError, match="File name too long"):
         inventory.load(source)
+
+
+def test_what_ansible_said_and_the_childs_traceback_stay_apart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a script whose output no plugin reads as an inventory: ansible says why, the child fails
+    broken = script(tmp_path / "fleet.py", "print('{not json')\n")
+    with caplog.at_level("DEBUG", logger="patchkit.inventory"), pytest.raises(InventoryError):
+        inventory.load(broken, timeout=60)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ansible: ")]
+    assert said, "what Ansible said about the script is logged"
+    assert all(len(line) > len("ansible: ") + 1 for line in said), said  # never char by char
