@@ -452,6 +452,24 @@ def content_hash(plan: Plan) -> str:
     return hashlib.sha256(canonical(body)).hexdigest()
 
 
+# Sections added to the policy after plans were first approved: left out of the policy's digest
+# while they hold their defaults, so that the same policy file keeps its digest across an
+# upgrade (an approved plan still runs, an interrupted run still resumes).
+LATER_SECTIONS = ("connection",)
+
+
+def _policy_digest_data(policy: Policy) -> dict[str, Any]:
+    data = policy.model_dump(mode="json")
+    defaults = {
+        name: Policy.model_fields[name].get_default(call_default_factory=True)
+        for name in LATER_SECTIONS
+    }
+    for name, default in defaults.items():
+        if getattr(policy, name) == default:
+            data.pop(name)
+    return data
+
+
 def input_hashes(
     policy: Policy,
     hosts: Sequence[Host],
@@ -464,7 +482,7 @@ def input_hashes(
     host_data = [[h.name, list(h.groups), jsonable(h.vars)] for h in hosts]
     finding_data = [jsonable(findings[k]) for k in sorted(findings)]
     out = {
-        "policy": digest(policy.model_dump(mode="json")),
+        "policy": digest(_policy_digest_data(policy)),
         "hosts": digest(host_data),
         "findings": digest(finding_data),
     }

@@ -355,3 +355,14 @@ def test_a_policy_that_checks_no_host_keys_says_so_in_the_plan() -> None:
     assert unchecked.settings.host_key_checking is False
     assert any(w.startswith("SSH host keys are not checked") for w in unchecked.warnings)
     assert unchecked.id != checked.id  # what the board approves includes it
+
+
+def test_a_section_added_later_leaves_the_policy_digest_alone_at_its_default() -> None:
+    # plans approved before the connection section existed must still match their policy
+    from patchkit.planning.plan import input_hashes
+
+    def digest(extra: str) -> str:
+        return input_hashes(policy(extra), [], {})["policy"]
+
+    assert digest("") == digest("connection: {host_key_checking: true}")
+    assert digest("") != digest("connection: {host_key_checking: false}")
