@@ -105,11 +105,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     # after PatchkitError: several of its kinds are OSErrors too (LedgerError, RefusedError)
     except BrokenPipeError:
-        # the reader went away (| head): stop quietly, as other command-line tools do
+        # the reader went away (| head): stop quietly. Exit 1, as click and rich do when they
+        # meet a closed pipe first (both end the process with 1 themselves).
         _quiet_stdout()
         sys.exit(ExitCode.FAILURES)
     except OSError as exc:
-        if exc.errno not in _OUTPUT_ERRORS:
+        # A write to stdout fails without a file name; a full disk elsewhere (a temporary
+        # directory, the ledger) names its file and is not "the output" (nor expected: a bug)
+        if exc.errno not in _OUTPUT_ERRORS or exc.filename is not None:
             _bug(exc, debug)
         _quiet_stdout()
         _say("patchkit: error:", f"cannot write the output: {exc.strerror}", "write elsewhere")

@@ -104,7 +104,7 @@ def test_a_reader_that_goes_away_ends_quietly() -> None:
         child.stdout.close()  # before the schema (larger than a pipe's buffer) is written
         err = child.stderr.read()
         code = child.wait(timeout=120)
-    assert code == ExitCode.FAILURES
+    assert code == ExitCode.FAILURES  # what click and rich end a closed pipe with too
     assert "Traceback" not in err and "internal error" not in err
 
 
@@ -114,3 +114,19 @@ def test_a_refusal_keeps_its_exit_code_though_it_is_an_os_error(
     assert _exit_of(monkeypatch, "raise-for-test", "refused") == ExitCode.REFUSED
     err = capsys.readouterr().err
     assert "patchkit: error: plan plan-1 is not approved" in err
+
+
+def test_a_full_disk_elsewhere_than_the_output_is_not_blamed_on_the_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @click.command("fill-for-test", hidden=True)
+    def _fill() -> None:
+        raise OSError(28, "No space left on device", "/tmp/patchkit-runner-x/env/extravars")
+
+    cli.add_command(_fill)
+    try:
+        assert _exit_of(monkeypatch, "fill-for-test") == ExitCode.BUG
+    finally:
+        cli.commands.pop("fill-for-test")
+    err = capsys.readouterr().err
+    assert "cannot write the output" not in err and "internal error: OSError" in err
