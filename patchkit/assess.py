@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -263,6 +263,7 @@ def assess(
     at: datetime,
     on_host: Callable[[Finding], None] | None = None,
     host_key_checking: bool = True,
+    pass_env: Sequence[str] = (),
 ) -> tuple[Finding, ...]:
     """Ask every host ``limit`` selects what it has pending; one Finding per host targeted.
 
@@ -271,7 +272,8 @@ def assess(
     and failed hosts come back with ``reachable=False`` and the reason in ``message``. ``at`` is
     the assessment time (the caller reads the clock); it is also every update's ``first_seen``,
     which the ledger lowers to the earliest assessment that saw it. ``on_host`` is called with
-    each host's Finding as soon as it is known. Raises RunnerError if the playbook cannot run.
+    each host's Finding as soon as it is known. ``host_key_checking`` and ``pass_env`` are the
+    policy's connection settings. Raises RunnerError if the playbook cannot run.
     """
     collector = FindingCollector(at)
 
@@ -289,6 +291,7 @@ def assess(
         timeout=TIMEOUT,
         on_task=on_task,
         host_key_checking=host_key_checking,
+        pass_env=pass_env,
     )
     for finding in collector.finish(result.status):
         if on_host is not None:

@@ -204,6 +204,7 @@ def assess(
             at=at,
             on_host=progress,
             host_key_checking=loaded.connection.host_key_checking,
+            pass_env=loaded.connection.environment,
         )
     stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
     if export_path is not None:

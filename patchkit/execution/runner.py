@@ -16,13 +16,14 @@ webhook tokens to every play.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import logging
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -172,12 +173,26 @@ _KEEP = frozenset(
         "AD_HOC_COMMAND_ID",
     }
 )
-_KEEP_PREFIXES = ("ANSIBLE_", "LC_", "AWX_")
+_KEEP_PREFIXES = ("ANSIBLE_", "LC_", "AWX_", "RUNNER_")
+# patchkit's own settings (the ledger URL holds a password) never reach a play, whatever the
+# policy passes on
+_NEVER = "PATCHKIT_"
 
 
-def job_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The part of ``env`` a playbook may see (the allow-list above)."""
-    return {k: v for k, v in env.items() if k in _KEEP or k.startswith(_KEEP_PREFIXES)}
+def job_environment(env: Mapping[str, str], passed: Sequence[str] = ()) -> dict[str, str]:
+    """The part of ``env`` a playbook may see: the allow-list above, and the variables whose
+    names match a glob in ``passed`` (the policy's ``connection.environment``: what a dynamic
+    inventory or a lookup on the controller needs, such as ``AWS_*``)."""
+    return {
+        k: v
+        for k, v in env.items()
+        if not k.startswith(_NEVER)
+        and (
+            k in _KEEP
+            or k.startswith(_KEEP_PREFIXES)
+            or any(fnmatch.fnmatchcase(k, glob) for glob in passed)
+        )
+    }
 
 
 def ansible_env(*, mitogen: bool = False, host_key_checking: bool = True) -> dict[str, str]:
@@ -211,7 +226,11 @@ def ansible_env(*, mitogen: bool = False, host_key_checking: bool = True) -> dic
         "ANSIBLE_TIMEOUT": "10",
         # Our own control sockets: a master opened by someone's plain ansible-playbook (without
         # ServerAlive) would otherwise be reused and could hang a run for many minutes.
-        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(Path.home() / ".ansible" / "patchkit-cp"),
+        # ...and one directory per host key mode: a connection opened without checking must
+        # not be reused by a job that checks
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(
+            Path.home() / ".ansible" / ("patchkit-cp" if host_key_checking else "patchkit-cp-nokc")
+        ),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
@@ -231,6 +250,7 @@ def run_playbook(
     cancel: Callable[[], bool] | None = None,
     mitogen: bool = False,
     host_key_checking: bool = True,
+    pass_env: Sequence[str] = (),
 ) -> PlaybookResult:
     """Run ``playbook`` against ``inventory`` and return every task outcome per host.
 
@@ -278,7 +298,7 @@ def run_playbook(
             cancel_callback=cancel,
         )
         # runner seeded the job's environment with the whole of ours: keep the allow-list only
-        runner.config.env = job_environment(runner.config.env)
+        runner.config.env = job_environment(runner.config.env, pass_env)
         runner.run()
         stdout = runner.stdout.read() if runner.rc != 0 and not tasks else ""
     log.debug("playbook %s finished: %s rc=%s", playbook.name, runner.status, runner.rc)

@@ -330,6 +330,7 @@ def _batches(
             cancel=stop_asked,
             mitogen=mitogen,
             host_key_checking=policy.connection.host_key_checking,
+            pass_env=policy.connection.environment,
         )
         if broken:  # outcomes that cannot be recorded must not pile up: end the run here
             raise LedgerError(
@@ -443,6 +444,7 @@ def roll_back(
         cancel=cancel,
         mitogen=mitogen,
         host_key_checking=policy.connection.host_key_checking,
+        pass_env=policy.connection.environment,
     )
     end = clock()
     results = [rollback.result(t, result.tasks) for t in targets]
@@ -499,6 +501,7 @@ def release_snapshots(
         timeout=600,
         mitogen=mitogen,
         host_key_checking=policy.connection.host_key_checking,
+        pass_env=policy.connection.environment,
     )
     released = {
         (t.host, str(t.result.get("msg", {}).get("id")))

@@ -547,6 +547,17 @@ class Notifications(Section):
     webhooks: list[Webhook] = Field(default_factory=list)
 
 
+def _env_glob(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_*?][A-Za-z0-9_*?]*", value):
+        raise ValueError(f"{show_value(value)}: a variable name, or a glob of one (AWS_*)")
+    if value.upper().startswith("PATCHKIT_"):
+        raise ValueError("patchkit's own variables (the ledger URL, tokens) never go to a play")
+    return value
+
+
+EnvGlob = Annotated[str, AfterValidator(_env_glob)]
+
+
 class Connection(Section):
     """How the controller reaches hosts."""
 
@@ -555,6 +566,11 @@ class Connection(Section):
         description="Refuse a host whose SSH key is unknown or changed. false accepts any key "
         "(a man in the middle too); every plan preview says so. An inventory can opt single "
         "hosts out instead (ansible_host_key_checking: false).",
+    )
+    environment: list[EnvGlob] = Field(
+        default_factory=list,
+        description="Controller environment variables playbooks may see beyond Ansible's and "
+        "SSH's own (globs, e.g. AWS_* for a dynamic inventory). PATCHKIT_* never.",
     )
 
 

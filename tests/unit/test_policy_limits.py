@@ -619,3 +619,9 @@ def test_a_snapshot_backend_that_is_not_shipped_is_refused() -> None:
 )
 def test_host_patterns_that_name_no_host_are_refused(section: str) -> None:
     refused(HEAD + section, "names no hosts")
+
+
+def test_connection_environment_takes_variable_globs_but_never_patchkits_own() -> None:
+    assert loads(HEAD + "connection: {environment: [AWS_*, VAULT_ADDR]}\n").connection.environment
+    refused(HEAD + "connection: {environment: [PATCHKIT_LEDGER]}\n", "never go to a play")
+    refused(HEAD + "connection: {environment: ['AWS PROFILE']}\n", "a variable name, or a glob")

@@ -165,3 +165,17 @@ def test_host_key_refusals_read_as_one_line_with_what_to_do() -> None:
     assert "ssh-keyscan 10.77.40.12" in unknown.message
     other = task_result(_event("runner_on_unreachable", msg="Connection timed out"))
     assert other is not None and other.message == "Connection timed out"
+
+
+def test_the_policy_passes_more_variables_but_never_patchkits_own() -> None:
+    controller = {
+        "PATH": "/usr/bin",
+        "AWS_PROFILE": "fleet",
+        "AWS_REGION": "eu-west-1",
+        "VAULT_ADDR": "https://vault",
+        "RUNNER_OMIT_EVENTS": "False",  # runner's own
+        "PATCHKIT_LEDGER": "postgresql://patchkit:secret@db/patchkit",
+        "OTHER": "x",
+    }
+    kept = runner.job_environment(controller, ["AWS_*", "VAULT_ADDR", "PATCHKIT_*", "*LEDGER"])
+    assert set(kept) == {"PATH", "AWS_PROFILE", "AWS_REGION", "VAULT_ADDR", "RUNNER_OMIT_EVENTS"}
