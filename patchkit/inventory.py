@@ -278,6 +278,12 @@ def _ansible_output_kept() -> Iterator[list[str]]:
         display._final_q = saved
 
 
+def is_host_list(source: str, *, exists: bool) -> bool:
+    """Ansible's rule (its host_list plugin): a source with a comma that is not an existing path
+    is a host list (``a,b,``). A Path too: the CLI hands over '-i a,b,' as one."""
+    return "," in source and not exists
+
+
 def _sources(source: Source | Sequence[Source]) -> list[str]:
     items = [source] if isinstance(source, str | Path) else list(source)
     if not items:
@@ -292,9 +298,7 @@ def _sources(source: Source | Sequence[Source]) -> list[str]:
                 f"inventory {text[:200]}: {exc.strerror}",
                 hint="pass an inventory file, directory, script or plugin config that exists",
             ) from None
-        # Ansible's rule (its host_list plugin): a source with a comma that is not an existing
-        # path is a host list. A Path too: the CLI hands over '-i a,b,' as one.
-        if "," in text and not exists:
+        if is_host_list(text, exists=exists):
             out.append(text)
             continue
         if not exists:

@@ -110,8 +110,9 @@ def scope(
     """
     at = parse_time(at_text)
     loaded = policy_lib.load(policy_path) if policy_path else None
-    with err_console.status("reading the inventory…"):
-        hosts = load_inventory(inventory_path)
+    # no spinner around the read: its refresh thread may hold the terminal's lock when the
+    # inventory reader forks (patchkit.inventory), and the child would wait on it for ever
+    hosts = load_inventory(inventory_path)
     match = scoping.matcher(hosts)
     entries = scoping.resolve(hosts, loaded, at.date(), match)
     rows = [_scope_row(e, loaded, match) for e in entries]

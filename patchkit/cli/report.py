@@ -202,8 +202,8 @@ def compliance_command(
     """
     at = parse_time(at_text)
     loaded = policy_lib.load(policy_path)
-    with err_console.status("reading the inventory and the ledger…"):
-        hosts = load_inventory(inventory_path)
+    hosts = load_inventory(inventory_path)  # outside the spinner: see cli/planning.py scope
+    with err_console.status("reading the ledger…"):
         made = compliance_of(_ledger(ctx), loaded, hosts, at)
     if fmt == "text" and output is None:
         console.print(compliance.to_text(made))

@@ -261,8 +261,10 @@ def run_playbook(
     """
     if not playbook.is_file():
         raise RunnerError(f"playbook not found: {playbook}")
-    # Ansible's rule: a source with a comma that is no existing path is a host list (a,b,)
-    host_list = "," in str(inventory) and not inventory.exists()
+    # imported here: patchkit.inventory loads ansible-core, which 'patchkit --help' must not
+    from patchkit.inventory import is_host_list
+
+    host_list = is_host_list(str(inventory), exists=inventory.exists())
     if not host_list and not inventory.exists():
         raise RunnerError(
             f"inventory not found: {inventory}", hint="for the lab, run 'patchkit lab up' first"

@@ -120,9 +120,13 @@ def write_known_hosts(config: LabConfig) -> None:
     config.lab_dir.mkdir(parents=True, exist_ok=True)
     # a private name, then a rename: hosts created side by side never see a half-written file
     fd, partial = tempfile.mkstemp(dir=config.lab_dir, prefix=".known_hosts.")
-    with os.fdopen(fd, "w") as out:
-        out.writelines(line + "\n" for line in lines)
-    Path(partial).replace(config.known_hosts)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.writelines(line + "\n" for line in lines)
+        Path(partial).replace(config.known_hosts)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def start(config: LabConfig, index: int) -> None:

@@ -124,7 +124,7 @@ class Classification(Section):
         default_factory=list, description="If set, only packages matching these globs."
     )
     deny: Patterns = Field(default_factory=list, description="Packages never patched (globs).")
-    minimum_age: Annotated[Duration, Within(timedelta(days=90))] = Field(
+    minimum_age: Annotated[Duration, Within(MAX_DURATION)] = Field(
         default=timedelta(0), description="An update is applied only once known this long."
     )
     security_origins: Patterns = Field(
@@ -359,7 +359,8 @@ class Preparation(Section):
 
 class Downtime(Section):
     reboot: Literal["if-needed", "always", "never"] = "if-needed"
-    reboot_timeout: Annotated[Duration, Within(timedelta(hours=2), above_zero=True)] = Field(
+    # bare metal updating its firmware on the way can take hours to come back
+    reboot_timeout: Annotated[Duration, Within(timedelta(hours=6), above_zero=True)] = Field(
         default=timedelta(minutes=10), description="How long a host may take to come back."
     )
     reboot_packages: Patterns = Field(
@@ -489,7 +490,7 @@ class Promotion(Section):
     )
     order: list[Text] = Field(min_length=2, description="Environments, first to last.")
     min_hosts: int = Field(default=1, ge=1, le=MAX_HOSTS, description="Verified installs needed.")
-    soak: Annotated[Duration, Within(timedelta(days=90))] = Field(
+    soak: Annotated[Duration, Within(MAX_DURATION)] = Field(
         default=timedelta(hours=24), description="Time after the last of those installs."
     )
     max_failure_rate: float = Field(
