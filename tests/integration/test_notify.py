@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 from patchkit.notify import Notifier
 from patchkit.policy.model import Webhook
-
-from .receiver import closed_port_url, receiver
+from tests.receiver import closed_port_url, receiver
 
 T0 = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
 

@@ -21,6 +21,7 @@ import pytest
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
+from tests.receiver import closed_port_url, receiver
 
 from .conftest import (
     POLICY,
@@ -35,7 +36,6 @@ from .conftest import (
     states,
     variant,
 )
-from .receiver import closed_port_url, receiver
 
 pytest_plugins = ["tests.integration.postgres"]
 

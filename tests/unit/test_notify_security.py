@@ -11,12 +11,9 @@ import ipaddress
 import json
 import logging
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +21,7 @@ import pytest
 from patchkit.notify import Delivery, Notifier, webhook_problems
 from patchkit.policy.model import Webhook
 from patchkit.policy.urls import is_loopback
+from tests.receiver import receiver
 
 T0 = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
 TOKEN = "s3cret-token"  # noqa: S105 (a test value)
@@ -32,59 +30,6 @@ ENV = {NAMED: TOKEN}
 # Addresses that must never be contacted: TEST-NET-1 (RFC 5737) and a name under .invalid
 # (RFC 6761), which no resolver answers.
 NEVER = ("http://192.0.2.10/hook", "http://webhook.example.invalid:8080/hook")
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    url: str
-    seen: list[Seen] = field(default_factory=list)
-    # answer with this status and Location instead of 200 (a redirect)
-    redirect: tuple[int, str] | None = None
-
-
-@contextmanager
-def receiver() -> Iterator[Receiver]:
-    """An HTTP server on 127.0.0.1 (a free port) that records every request, whatever its method."""
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def answer(self) -> None:
-            me = box[0]
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length) if length else b""
-            me.seen.append(Seen(self.command, self.path, dict(self.headers), body))
-            if me.redirect is None:
-                self.send_response(200)
-            else:
-                self.send_response(me.redirect[0])
-                self.send_header("Location", me.redirect[1])
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        do_GET = do_POST = do_PUT = do_HEAD = answer  # noqa: N815 (http.server's names)
-
-        def log_message(self, *_args: Any) -> None:  # keep the test output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    box.append(Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook"))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield box[0]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # ------------------------------------------------------------ watching for sockets
