@@ -16,20 +16,10 @@ import pytest
 from patchkit import findings
 from patchkit.errors import ExitCode, FindingsError
 
-HOST = {
-    "host": "web1",
-    "assessed_at": "2026-11-20T08:15:00+00:00",
-    "reachable": True,
-    "updates": [
-        {
-            "package": "openssl",
-            "installed": "3.0.15-1~deb12u1",
-            "candidate": "3.0.17-1~deb12u2",
-            "origin": "12/stable-security",
-            "first_seen": "2026-11-01T08:00:00+00:00",
-        }
-    ],
-}
+from .test_findings import document
+
+# the valid host entry of test_findings, without the keys that have defaults
+HOST = {k: v for k, v in document()["hosts"][0].items() if k not in ("reboot_pending", "message")}
 
 
 def text_of(**changes: Any) -> str:
