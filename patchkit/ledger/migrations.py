@@ -28,10 +28,35 @@ def _v3_locks(conn: Connection) -> None:
     schema.locks.create(conn, checkfirst=True)
 
 
+def _v4_admission(conn: Connection) -> None:
+    # Approvals of version 3 were not single-use, never expired and were never signed; they
+    # keep working as they did until a run consumes them.
+    for table, column in (
+        ("plans", "made_by VARCHAR(255) DEFAULT '' NOT NULL"),
+        ("approvals", "emergency BOOLEAN DEFAULT FALSE NOT NULL"),
+        ("approvals", "expires TIMESTAMP"),
+        ("approvals", "signature TEXT"),
+        ("approvals", "consumed_by VARCHAR(64)"),
+        ("runs", "emergency BOOLEAN DEFAULT FALSE NOT NULL"),
+        ("host_phases", "attempt INTEGER DEFAULT 1 NOT NULL"),
+    ):
+        if conn.dialect.name == "postgresql":
+            column = column.replace("TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+    # Locks gain holders without a run (assess, release): the table is rebuilt with its rows,
+    # the portable way to drop a NOT NULL on SQLite.
+    rows = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM locks"))]
+    conn.execute(text("DROP TABLE locks"))
+    schema.locks.create(conn)
+    if rows:
+        conn.execute(schema.locks.insert(), [r | {"purpose": "run"} for r in rows])
+
+
 # version -> the step that takes a ledger from the version before to it
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_reboot_approval,
     3: _v3_locks,
+    4: _v4_admission,
 }
 
 

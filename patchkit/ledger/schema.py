@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 # Bump with a step in migrations.py whenever an existing table changes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -77,6 +77,8 @@ plans = Table(
     Column("made_at", DateTime(timezone=True), nullable=False),
     Column("saved_at", DateTime(timezone=True), nullable=False),
     Column("body", Text, nullable=False),
+    # who first saved the plan (patchkit plan --by, default the OS user): separation of duties
+    Column("made_by", String(255), nullable=False, server_default=""),
 )
 
 approvals = Table(
@@ -90,6 +92,11 @@ approvals = Table(
     Column("comment", Text, nullable=False),
     # downtime approval: the approver also approved the reboots the policy wants approved
     Column("reboots", Boolean, nullable=False, server_default=false()),
+    # an emergency approval lets the plan run outside its window occurrence
+    Column("emergency", Boolean, nullable=False, server_default=false()),
+    Column("expires", DateTime(timezone=True)),  # None: approvals of schema 3 (never expire)
+    Column("signature", Text),  # armored `ssh-keygen -Y sign` signature of the approval
+    Column("consumed_by", String(64)),  # the run that used it: an approval is used once
 )
 
 runs = Table(
@@ -104,6 +111,7 @@ runs = Table(
     Column("reason", Text, nullable=False),
     Column("holder", String(255), nullable=False),  # host:pid of the controller running it
     Column("heartbeat", DateTime(timezone=True), nullable=False),
+    Column("emergency", Boolean, nullable=False, server_default=false()),  # outside its window
 )
 
 batches = Table(
@@ -127,6 +135,7 @@ host_phases = Table(
     Column("batch", Integer, nullable=False),
     Column("host", String(255), nullable=False),
     Column("phase", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),  # failure_handling.retries
     Column("status", String(32), nullable=False),  # ok, failed, unreachable, skipped, pending
     Column("started", DateTime(timezone=True)),
     Column("ended", DateTime(timezone=True)),
@@ -174,7 +183,9 @@ locks = Table(
     "locks",
     metadata,
     Column("host", String(255), primary_key=True),
-    Column("run_id", ForeignKey("runs.id"), nullable=False),
+    Column("run_id", ForeignKey("runs.id")),  # None: held by assess or release (no run)
+    # what holds it: run (run and resume), rollback, release, assess
+    Column("purpose", String(32), nullable=False, server_default="run"),
     Column("holder", String(255), nullable=False),  # host:pid of the controller
     Column("acquired", DateTime(timezone=True), nullable=False),
     Column("heartbeat", DateTime(timezone=True), nullable=False),

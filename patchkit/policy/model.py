@@ -80,6 +80,18 @@ class Scope(Section):
     exclude: Patterns = Field(default_factory=list)
 
 
+class Signatures(Section):
+    """Approvals signed with OpenSSH keys: who may sign is an ``allowed_signers`` file."""
+
+    allowed_signers: Text = Field(
+        description="OpenSSH allowed_signers file (ssh-keygen(1) ALLOWED SIGNERS): one line per "
+        "approver, 'NAME KEYTYPE KEY'. A relative path is relative to the policy file."
+    )
+    required: bool = Field(
+        default=True, description="run refuses an approval without a valid signature."
+    )
+
+
 class Roles(Section):
     owner: Text = Field(description="Who owns this policy (a team or person).")
     approvers: list[Text] = Field(
@@ -91,11 +103,34 @@ class Roles(Section):
     contacts: dict[Text, Text] = Field(
         default_factory=dict, description="Contact per inventory group (group: address)."
     )
+    approvals_needed: int = Field(
+        default=1, ge=1, le=10, description="Approvals by different approvers a plan needs."
+    )
+    separation_of_duties: bool = Field(
+        default=False, description="Whoever made a plan may not approve it."
+    )
+    approval_expires: Annotated[Duration, Within(MAX_DURATION, above_zero=True)] | None = Field(
+        default=None,
+        description="How long an approval stays valid after it is given (default: until the "
+        "end of the window occurrence it approves).",
+    )
+    emergency_approvers: list[Text] = Field(
+        default_factory=list,
+        description="Who may approve an emergency run outside the plan's window.",
+    )
+    signatures: Signatures | None = Field(
+        default=None, description="Approvals signed with SSH keys (ssh-keygen -Y sign)."
+    )
 
     @model_validator(mode="after")
     def _approvers_when_required(self) -> Roles:
         if self.approval_required and not self.approvers:
             raise ValueError("approval_required is true but no approvers are named")
+        if self.approval_required and self.approvals_needed > len(set(self.approvers)):
+            raise ValueError(
+                f"approvals_needed is {self.approvals_needed} but only "
+                f"{len(set(self.approvers))} approver(s) are named"
+            )
         return self
 
 
@@ -290,11 +325,26 @@ class Canary(Section):
     hosts: SomeHosts = Field(
         default_factory=lambda: ["all"], description="Hosts preferred for the canary."
     )
+    soak: Annotated[Duration, Within(timedelta(days=1))] = Field(
+        default=timedelta(0),
+        description="How long the next batch waits after a good canary (e.g. 30m).",
+    )
+    on_failure: Literal["halt", "continue"] = Field(
+        default="halt",
+        description="halt: a canary host that is not patched halts the window; continue: the "
+        "error threshold alone decides.",
+    )
 
 
 class AntiAffinity(Section):
     variable: Text = Field(default="cluster", description="Host variable naming the cluster.")
     max_per_batch: int = Field(default=1, ge=1, le=MAX_HOSTS)
+    max_unavailable: HostsOrPercent | None = Field(
+        default=None,
+        description="Cluster members that may be down at once (count, or % of the cluster's "
+        "size), counting members already down: unreachable when assessed, failed or left "
+        "unpatched earlier in the run.",
+    )
 
 
 class Estimate(Section):
