@@ -1,4 +1,4 @@
-"""Core value types shared along the flow: hosts, pending updates, findings.
+"""Core value types shared along the flow: hosts, pending updates, findings, approvals.
 
 Plain frozen dataclasses with no behaviour that does I/O. The planner's own output types live in
 ``patchkit.planning.plan``; the policy's types in ``patchkit.policy``.
@@ -75,3 +75,24 @@ class Finding:
     updates: tuple[PendingUpdate, ...] = ()
     reboot_pending: bool = False  # the host already waits for a reboot (e.g. /run/reboot-required)
     message: str = ""  # why the host could not be assessed, when it could not
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approval of one version (hash) of a plan, as the ledger holds it.
+
+    ``expires`` None comes from ledgers older than schema 4; admission then takes the default
+    expiry of the plan. ``consumed_by`` names the run that used it: an approval starts one run.
+    """
+
+    id: int
+    plan_id: str
+    plan_hash: str
+    by: str
+    at: datetime
+    comment: str = ""
+    reboots: bool = False  # the downtime (reboots the policy wants approved) is approved too
+    emergency: bool = False  # the plan may start outside its window occurrence
+    expires: datetime | None = None
+    signature: str | None = None  # armored ``ssh-keygen -Y sign`` signature of the statement
+    consumed_by: str | None = None

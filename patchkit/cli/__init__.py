@@ -17,12 +17,13 @@ from patchkit import __version__
 from patchkit.cli.consoles import err_console
 from patchkit.errors import ExitCode, PatchkitError
 
+from .approve import approve
 from .lab import lab
 from .planning import assess, plan, scope
 from .policy import policy
 from .report import report, runs
 from .rollback import release, rollback
-from .window import approve, resume, run, status
+from .window import resume, run, status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

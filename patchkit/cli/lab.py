@@ -255,7 +255,16 @@ def ssh(ctx: click.Context, host: str, command: tuple[str, ...]) -> None:
     "kind",
     metavar="KIND",
     type=click.Choice(
-        ["boot-delay", "no-boot", "net-down", "net-up", "hard-reset", "install-fails", "clear"]
+        [
+            "boot-delay",
+            "no-boot",
+            "net-down",
+            "net-up",
+            "hard-reset",
+            "install-fails",
+            "install-fails-once",
+            "clear",
+        ]
     ),
 )
 @click.argument("seconds", required=False, type=float)
@@ -269,7 +278,10 @@ def fault(ctx: click.Context, host: str, kind: str, seconds: float | None) -> No
     net-down / net-up   pull or plug the host's network cable
     hard-reset          kill the host's PID 1 (it boots again)
     install-fails       installing demo-lib's update fails (dpkg cannot replace its file)
-    clear               remove boot-delay, no-boot, net-down and install-fails
+    install-fails-once  only the next attempt to install demo-lib's update fails; the one
+                        after succeeds (a retry works)
+    clear               remove boot-delay, no-boot, net-down, install-fails and
+                        install-fails-once
     """
     config = _config(ctx)
     index = config.parse_host(host)
@@ -287,6 +299,8 @@ def fault(ctx: click.Context, host: str, kind: str, seconds: float | None) -> No
         hosts.hard_reset(config, index)
     elif kind == "install-fails":
         hosts.set_install_fails(config, index, fails=True)
+    elif kind == "install-fails-once":
+        hosts.set_install_fails_once(config, index, fails=True)
     else:
         hosts.clear_faults(config, index)
     err_console.print(f"{config.host_name(index)}: {kind} {'' if seconds is None else seconds}")

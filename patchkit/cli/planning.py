@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import sys
@@ -15,7 +16,7 @@ import click
 from patchkit import findings as findings_file
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console, output_option, write_output
-from patchkit.errors import ExitCode, PlanningError
+from patchkit.errors import ExitCode, PlanningError, PolicyError
 from patchkit.ledger import Ledger
 from patchkit.model import Finding
 from patchkit.planning import plan as planning
@@ -161,6 +162,18 @@ def _scope_row(entry: scoping.ScopeEntry, loaded: Policy | None, match: Any) -> 
     help="Also write the findings to this JSON file (docs/findings-format.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When another controller holds one of the hosts, wait until it lets go (looking "
+    "every few seconds; Ctrl-C gives up) instead of refusing.",
+)
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Take over the hosts' locks from a holder whose controller is dead (its process is "
+    "gone, or its heartbeat is older than 2 minutes).",
+)
 @click.pass_context
 def assess(
     ctx: click.Context,
@@ -169,11 +182,19 @@ def assess(
     limit: str | None,
     export_path: Path | None,
     as_json: bool,
+    wait: bool,
+    take_over: bool,
 ) -> None:
     """Ask the in-scope hosts which updates are pending (check mode: nothing is changed).
 
     Results go to the ledger for 'patchkit plan'. Exits 1 when a host could not be assessed.
+    The hosts are locked in the ledger while they are asked, as a run locks its hosts: held
+    by another controller, the assessment is refused (exit 3) unless --wait waits for them.
     """
+    # here, not at the top: patchkit.cli.rollback imports this module
+    from patchkit.cli.rollback import take_locks
+    from patchkit.execution import locks
+
     loaded = policy_lib.load(policy_path)
     at = datetime.now(UTC)
     hosts = load_inventory(inventory_path)
@@ -198,15 +219,18 @@ def assess(
         log.debug("assessed %s", finding.host)
         status.update(f"assessing {len(names)} host(s) in check mode… {done} done")
 
-    with err_console.status(f"assessing {len(names)} host(s) in check mode…") as status:
-        found = _assess(
-            inventory_path,
-            limit=",".join(names),
-            at=at,
-            on_host=progress,
-            host_key_checking=loaded.connection.host_key_checking,
-            pass_env=loaded.connection.environment,
-        )
+    with locks.Lease(ledger, names, locks.Purpose.ASSESS) as lease:
+        take_locks(lease, take_over=take_over, wait=wait)
+        at = datetime.now(UTC)  # after any wait for the locks
+        with err_console.status(f"assessing {len(names)} host(s) in check mode…") as status:
+            found = _assess(
+                inventory_path,
+                limit=",".join(names),
+                at=at,
+                on_host=progress,
+                host_key_checking=loaded.connection.host_key_checking,
+                pass_env=loaded.connection.environment,
+            )
     stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
     if export_path is not None:
         write_output(export_path, findings_file.dumps(stored), option="'--export'")
@@ -239,6 +263,13 @@ FORMATS = ("text", "json", "markdown", "html")
 @click.option("--detail/--no-detail", default=True, help="List every update per host (text).")
 @output_option("the preview")
 @click.option("--no-save", is_flag=True, help="Do not store the plan in the ledger.")
+@click.option(
+    "--by",
+    "made_by",
+    default=getpass.getuser,
+    show_default="the OS user",
+    help="Who makes the plan (kept with it: under separation of duties they may not approve it).",
+)
 @click.pass_context
 def plan(
     ctx: click.Context,
@@ -251,13 +282,16 @@ def plan(
     detail: bool,
     output: Path | None,
     no_save: bool,
+    made_by: str,
 ) -> None:
     """The dry-run preview: batches for the next window, for change approval.
 
     Nothing on any host changes. The plan is saved in the ledger under its id, so that it can
-    be approved and run later.
+    be approved and run later. The id comes from what the plan decides, not from when it was
+    made: planning again from the same inputs gives the same plan.
     """
     loaded = policy_lib.load(policy_path)
+    signers = allowed_signers(loaded, policy_path)
     at = parse_time(at_text)
     hosts = load_inventory(inventory_path)
     ledger = None if (no_save and findings_path) else _ledger(ctx)
@@ -267,9 +301,9 @@ def plan(
         found = ledger.latest_findings({h.name for h in hosts})
     # past runs: what is promoted where, and how long hosts really take
     history = ledger.history({h.name for h in hosts}) if ledger is not None else None
-    made = planning.make_plan(loaded, hosts, found, at, window, history)
+    made = planning.make_plan(loaded, hosts, found, at, window, history, signers)
     if ledger is not None and not no_save:
-        ledger.save_plan(planning.plan_body(made), saved_at=datetime.now(UTC))
+        ledger.save_plan(planning.plan_body(made), saved_at=datetime.now(UTC), made_by=made_by)
     if fmt == "text" and output is None:
         console.print(plan_report.plan_text(made, detail=detail))
         return
@@ -285,6 +319,27 @@ def plan(
     else:
         write_output(output, rendered)
         err_console.print(f"plan {made.id} written to {output}")
+
+
+def allowed_signers(loaded: Policy, policy_path: Path) -> str:
+    """The content of the policy's allowed_signers file ("" when approvals are not signed).
+
+    A relative path is relative to the policy file. The plan carries the content, so the
+    signers checked at run time are the ones the plan was made with.
+    """
+    if loaded.roles.signatures is None:
+        return ""
+    path = policy_path.parent / loaded.roles.signatures.allowed_signers
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(
+            [
+                f"{policy_path}: roles.signatures.allowed_signers: cannot read {path}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ],
+            hint="name an OpenSSH allowed_signers file (one 'NAME KEYTYPE KEY' line per approver)",
+        ) from None
 
 
 def load_inventory(path: Path) -> Any:

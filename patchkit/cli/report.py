@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.table import Table
 
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console, output_option, write_output
@@ -19,7 +18,7 @@ from patchkit.ledger import Ledger
 from patchkit.model import Host
 from patchkit.policy.model import Policy
 from patchkit.reports import compliance, run_report
-from patchkit.reports.terminal import plain_text, shown
+from patchkit.reports.terminal import Fit, FittedTable, plain_text, shown
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
@@ -107,10 +106,13 @@ def runs(
     if not found:
         err_console.print("no runs match")
         return
-    table = Table(title=f"{len(found)} run(s), newest first", title_justify="left")
-    for column in ("run", "policy", "window", "started", "minutes", "status", "hosts", "failed"):
-        table.add_column(column)
-    table.add_column("why")
+    table = FittedTable(f"{len(found)} run(s), newest first")
+    for column in ("run", "policy", "window"):
+        table.add_column(column, Fit.WHOLE)
+    table.add_column("started", Fit.WORDS)  # "2026-11-20 12:00" may break at its space
+    for column in ("minutes", "status", "hosts", "failed"):
+        table.add_column(column, Fit.WHOLE)
+    table.add_column("why", Fit.FREE)
     for r in found:
         minutes = f"{(r['ended'] - r['started']).total_seconds() / 60:.1f}" if r["ended"] else "-"
         table.add_row(

@@ -3,31 +3,64 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from patchkit import policy as policy_lib
 from patchkit.cli.consoles import console, err_console
+from patchkit.cli.observer import PrintObserver
 from patchkit.cli.planning import (
     inventory_option,
     load_inventory,
     optional_policy,
     required_policy,
 )
-from patchkit.cli.window import run_record
+from patchkit.cli.window import run_record, stored_plan
 from patchkit.errors import ExitCode, PlanningError
+from patchkit.execution import locks, window
 from patchkit.execution import rollback as rb
-from patchkit.execution import window
-from patchkit.execution.runner import TaskResult
 from patchkit.ledger import Ledger
 from patchkit.notify import Notifier
+
+
+def lock_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--wait`` and ``--take-over``: what to do about hosts another controller holds."""
+    for option in reversed(
+        [
+            click.option(
+                "--wait",
+                is_flag=True,
+                help="When another controller holds one of the hosts, wait until it lets go "
+                f"(looking every {locks.WAIT_EVERY:.0f} s; Ctrl-C gives up) instead of refusing.",
+            ),
+            click.option(
+                "--take-over",
+                is_flag=True,
+                help="Take over the hosts' locks from a holder whose controller is dead "
+                "(its process is gone, or its heartbeat is older than 2 minutes).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def take_locks(lease: locks.Lease, *, take_over: bool, wait: bool) -> None:
+    """Lock the lease's hosts (exit 3 when held); with ``wait``, show on stderr who holds
+    them and the countdown to the next look until they are free."""
+    with err_console.status(f"locking {len(lease.hosts)} host(s)…") as status:
+        waiting = locks.Wait(
+            say=lambda text: err_console.print(Text(text)),
+            tick=lambda text: status.update(Text(text)),
+        )
+        lease.take(take_over=take_over, wait=waiting if wait else None)
 
 
 @click.command("rollback")
@@ -45,6 +78,7 @@ from patchkit.notify import Notifier
     help="Ansible inventory to reach the hosts (not needed with --dry-run).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@lock_options
 @click.pass_context
 def rollback(
     ctx: click.Context,
@@ -55,6 +89,8 @@ def rollback(
     policy_path: Path | None,
     inventory_path: Path | None,
     as_json: bool,
+    wait: bool,
+    take_over: bool,
 ) -> None:
     """Put the hosts RUN_ID changed back to the snapshots it took, then reboot and verify.
 
@@ -64,6 +100,9 @@ def rollback(
     installed; the lab backend restores the btrfs snapshot. A host already rolled back, or never
     changed, is left alone with the reason. Exit 0 when every selected host is back (or there
     was nothing to do), 1 when one could not be rolled back.
+
+    The hosts to roll back are locked in the ledger first, as a run locks its hosts: held by
+    another controller, the rollback is refused (exit 3) unless --wait waits for them.
     """
     ledger = Ledger(ctx.obj.get("ledger") if ctx.obj else None)
     record = run_record(ledger, run_id)
@@ -93,25 +132,25 @@ def rollback(
     for skip in skipped:
         err_console.print(f"{skip.host}: left alone: {skip.reason}")
 
-    def on_task(task: TaskResult) -> None:
-        if task.task.startswith("patchkit ") and task.task.endswith(" result"):
-            err_console.print(f"{task.host}: {task.task.split()[1]} {task.status}")
-
+    plan, _ = stored_plan(ledger, record["plan"])  # its checks and phase settings
     notifier = Notifier(loaded.notifications.webhooks, clock=lambda: datetime.now(UTC))
-    with err_console.status(f"rolling back {len(targets)} host(s) of {run_id}…"):
-        results = window.roll_back(
-            targets,
-            loaded,
-            hosts,
-            inventory_path,
-            ledger,
-            run_id,
-            clock=lambda: datetime.now(UTC),
-            who=f"patchkit rollback ({socket.gethostname()}:{os.getpid()})",
-            on_task=on_task,
-            notify=notifier.send,
-        )
-        notifier.close()
+    held = [t.host for t in targets]
+    with locks.Lease(ledger, held, locks.Purpose.ROLLBACK, run_id=run_id) as lease:
+        take_locks(lease, take_over=take_over, wait=wait)
+        with err_console.status(f"rolling back {len(targets)} host(s) of {run_id}…"):
+            try:
+                results = window.roll_back_run(
+                    plan,
+                    targets,
+                    inventory_path,
+                    ledger,
+                    run_id,
+                    clock=lambda: datetime.now(UTC),
+                    who=f"patchkit rollback ({lease.holder})",
+                    observer=PrintObserver(notifier.send),
+                )
+            finally:
+                notifier.close()
     rows = [
         {"host": r.host, "batch": r.batch, "status": r.status, "message": r.message}
         for r in results
@@ -163,23 +202,41 @@ def _show_plan(
 @inventory_option
 @click.option("--dry-run", is_flag=True, help="List what would be released; touch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@lock_options
 @click.pass_context
 def release(
-    ctx: click.Context, policy_path: Path, inventory_path: Path, dry_run: bool, as_json: bool
+    ctx: click.Context,
+    policy_path: Path,
+    inventory_path: Path,
+    dry_run: bool,
+    as_json: bool,
+    wait: bool,
+    take_over: bool,
 ) -> None:
     """Delete the snapshots no longer needed, per the policy's snapshot retention.
 
     A snapshot goes once its run has ended, the host verified without a rollback outstanding
     (or was rolled back), and preparation.snapshot.retention has passed since it was taken.
-    `run` does this at its end too; run this from cron for the rest.
+    `run` does this at its end too; run this from cron for the rest. The hosts with snapshots
+    to release are locked first (exit 3 when another controller holds one, unless --wait).
     """
     ledger = Ledger(ctx.obj.get("ledger") if ctx.obj else None)
     loaded = policy_lib.load(policy_path)
     hosts = load_inventory(inventory_path)
-    with err_console.status("releasing snapshots…"):
-        done = window.release_snapshots(
-            ledger, loaded, hosts, inventory_path, clock=lambda: datetime.now(UTC), dry_run=dry_run
-        )
+    due = window.release_snapshots(
+        ledger, loaded, hosts, inventory_path, clock=lambda: datetime.now(UTC), dry_run=True
+    )
+    done = due
+    if due and not dry_run:
+        names = {snap["host"] for snap in due}
+        with locks.Lease(ledger, names, locks.Purpose.RELEASE) as lease:
+            take_locks(lease, take_over=take_over, wait=wait)
+            # only the hosts locked: a snapshot due meanwhile on another host waits its turn
+            mine = [h for h in hosts if h.name in names]
+            with err_console.status("releasing snapshots…"):
+                done = window.release_snapshots(
+                    ledger, loaded, mine, inventory_path, clock=lambda: datetime.now(UTC)
+                )
     if as_json:
         click.echo(json.dumps({"dry_run": dry_run, "snapshots": done}, default=str, indent=2))
         return

@@ -1,4 +1,4 @@
-"""``patchkit approve``, ``run`` and ``status``: from an approved plan to a recorded window."""
+"""``patchkit run``, ``resume`` and ``status``: from an approved plan to a recorded window."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,19 @@ import click
 from rich.live import Live
 
 from patchkit import policy as policy_lib
+from patchkit import signing
 from patchkit.cli.consoles import console, err_console
+from patchkit.cli.observer import TerminalObserver, count_down, utc_now
 from patchkit.cli.planning import inventory_option, load_inventory, required_policy
 from patchkit.cli.report import report_of
 from patchkit.errors import ExitCode, PlanningError, RefusedError
-from patchkit.execution import window
-from patchkit.execution.runner import TaskResult, ansible_env
+from patchkit.execution import admission, window
+from patchkit.execution.runner import ansible_env
 from patchkit.ledger import Ledger
 from patchkit.notify import Notifier
+from patchkit.planning import codec
 from patchkit.planning.plan import input_hashes
+from patchkit.planning.types import Plan
 from patchkit.reports import run_report
 from patchkit.reports.run import RunProgress
 
@@ -40,13 +43,6 @@ def run_record(ledger: Ledger, run_id: str) -> dict[str, Any]:
     return record
 
 
-def _not_blank(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    """``--by``: an approval must say who gave it."""
-    if not value.strip():
-        raise click.BadParameter("give a name, not a blank")  # click names the option
-    return value
-
-
 def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
     body = ledger.plan(plan_id)
     if body is None:
@@ -54,47 +50,13 @@ def _plan(ledger: Ledger, plan_id: str) -> dict[str, Any]:
     return body
 
 
-@click.command()
-@click.argument("plan_id")
-@click.option(
-    "--by",
-    "by",
-    required=True,
-    callback=_not_blank,
-    help="Who approves (must be one of the approvers).",
-)
-@click.option("--comment", default="", help="Why, or under which change ticket.")
-@click.option(
-    "--reboots",
-    is_flag=True,
-    help="Also approve the downtime: the reboots the plan marks as needing approval.",
-)
-@click.pass_context
-def approve(ctx: click.Context, plan_id: str, by: str, comment: str, reboots: bool) -> None:
-    """Record approval of PLAN_ID (who, when, and the plan hash approved).
-
-    When the plan reboots hosts whose downtime the policy wants approved
-    (downtime.reboot_approval), `run` also needs an approval given with --reboots.
-    """
-    ledger = _ledger(ctx)
-    body = _plan(ledger, plan_id)
-    approvers = body["settings"]["approvers"]
-    if approvers and by not in approvers:
-        raise RefusedError(
-            f"{by} may not approve plans of policy {body['policy']}",
-            hint=f"approvers: {', '.join(approvers)}",
-        )
-    ledger.approve(
-        plan_id, body["hash"], by=by, at=datetime.now(UTC), comment=comment, reboots=reboots
-    )
-    downtime = window.reboots_needing_approval(body)
-    with_reboots = f", with the reboots of {', '.join(downtime)}" if reboots and downtime else ""
-    err_console.print(f"plan {plan_id} approved by {by} (hash {body['hash'][:16]}…){with_reboots}")
-    if downtime and not reboots:
-        err_console.print(
-            f"note: the reboots of {', '.join(downtime)} need approval too; 'run' refuses the "
-            "plan until someone approves it with --reboots"
-        )
+def stored_plan(ledger: Ledger, plan_id: str) -> tuple[Plan, str]:
+    """The typed plan ``plan_id`` and who made it, once its body is checked against its hash."""
+    stored = ledger.stored_plan(plan_id)
+    if stored is None:
+        raise PlanningError(f"no plan {plan_id} in {ledger.url}", hint="patchkit plan saves one")
+    codec.verify(stored.body, stored.hash)
+    return codec.decode(stored.body), stored.made_by
 
 
 def _run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -118,6 +80,12 @@ def _run_options(command: Callable[..., None]) -> Callable[..., None]:
                 help="Take over the hosts' locks from a run whose controller is dead "
                 "(its process is gone, or its heartbeat is older than 2 minutes).",
             ),
+            click.option(
+                "--wait",
+                is_flag=True,
+                help="If the plan's window has not opened yet, wait for it (with a countdown) "
+                "instead of refusing.",
+            ),
         ]
     ):
         command = option(command)
@@ -136,16 +104,20 @@ def run(
     as_json: bool,
     mitogen: bool,
     take_over: bool,
+    wait: bool,
 ) -> None:
     """Run the approved plan PLAN_ID batch by batch and record every outcome.
 
-    Refuses (exit 3) an unapproved plan, one whose policy or inventory changed since it was
-    made, and hosts another run holds. Exits 0 when every host was patched, 1 when hosts
-    failed, were left unpatched or the window halted.
+    Refuses (exit 3): a plan whose stored body does not match its hash; one not approved as
+    the policy wants (approvers, how many, separation of duties, signatures, expiry); one
+    already run (its approvals are used: resume the run, or make a new plan); one whose window
+    has not opened (--wait waits for it) or has closed, unless an emergency approval says so;
+    one whose policy or inventory changed since it was made; and hosts another holder has.
+    Exits 0 when every host was patched, 1 when hosts failed, were left unpatched or with a
+    reboot pending, or the window halted.
     """
     ledger = _ledger(ctx)
-    body = _plan(ledger, plan_id)
-    _drive(ledger, body, policy_path, inventory_path, as_json, mitogen, take_over, None)
+    _drive(ledger, plan_id, policy_path, inventory_path, as_json, mitogen, take_over, wait, None)
 
 
 @click.command()
@@ -160,6 +132,7 @@ def resume(
     as_json: bool,
     mitogen: bool,
     take_over: bool,
+    wait: bool,
 ) -> None:
     """Continue the interrupted run RUN_ID (Ctrl-C, a killed controller) inside its window.
 
@@ -176,44 +149,81 @@ def resume(
             f"run {run_id} ended {record['status']}; there is nothing to resume",
             hint="make and approve a new plan for what is left (patchkit plan)",
         )
-    body = _plan(ledger, record["plan"])
-    _drive(ledger, body, policy_path, inventory_path, as_json, mitogen, take_over, record)
+    _drive(
+        ledger, record["plan"], policy_path, inventory_path, as_json, mitogen, take_over, wait,
+        record,
+    )  # fmt: skip
+
+
+def _admit(
+    ledger: Ledger,
+    plan: Plan,
+    made_by: str,
+    record: dict[str, Any] | None,
+    wait: bool,
+    stop: threading.Event,
+) -> admission.Admission:
+    """Admission now; with ``wait``, after a countdown to the window's opening."""
+    while True:
+        approvals = ledger.approvals(plan.id)
+        if record is not None:  # resume: the approvals its run consumed, and unused ones
+            approvals = [a for a in approvals if a.consumed_by in (None, record["id"])]
+        verified = _verified(plan, approvals)
+        try:
+            return admission.admit(
+                plan, made_by, approvals, utc_now(), verified=verified,
+                resuming=record is not None,
+            )  # fmt: skip
+        except admission.NotOpenYet as exc:
+            if not wait:
+                raise
+            why = f"plan {plan.id}: window {plan.window.name}"
+            if not count_down(exc.opens_at, why, stop, utc_now):
+                raise RefusedError(
+                    f"stopped waiting for the window of plan {plan.id}", hint="run it again"
+                ) from None
+
+
+def _verified(plan: Plan, approvals: Any) -> set[int]:
+    """The approvals whose signature verifies against the plan's allowed signers."""
+    rules = plan.settings.approval
+    if not rules.allowed_signers:
+        return set()
+    return {
+        a.id
+        for a in approvals
+        if a.signature
+        and signing.verify(
+            admission.approval_statement(
+                a.plan_id, a.plan_hash, a.by, a.reboots, a.emergency, a.expires
+            ),
+            a.signature,
+            a.by,
+            rules.allowed_signers,
+        )
+    }
 
 
 def _drive(
     ledger: Ledger,
-    body: dict[str, Any],
+    plan_id: str,
     policy_path: Path,
     inventory_path: Path,
     as_json: bool,
     mitogen: bool,
     take_over: bool,
+    wait: bool,
     record: dict[str, Any] | None,
 ) -> None:
-    """Check, then run (or resume) the plan with the live view; exit 1 unless it completed."""
+    """Check and admit, then run (or resume) the plan with the live view; exit 1 unless it
+    completed."""
+    plan, made_by = stored_plan(ledger, plan_id)
     loaded = policy_lib.load(policy_path)
     hosts = load_inventory(inventory_path)
-    window.check_may_run(ledger, body, loaded, input_hashes(loaded, hosts, {}))
+    _same_inputs(plan, input_hashes(loaded, hosts, {}))
     if mitogen:
         ansible_env(mitogen=True)  # not installed: say so before anything starts
-
-    progress = RunProgress(body, lambda: datetime.now(UTC))
     stop = threading.Event()
-
-    live = Live(progress.render(), console=err_console, refresh_per_second=4, transient=True)
-
-    def on_task(task: TaskResult) -> None:
-        progress.task(task.host, task.task, task.status)
-        live.update(progress.render())
-        if as_json:
-            line = {"event": "task", "host": task.host, "task": task.task, "status": task.status}
-            click.echo(json.dumps(line))
-
-    def on_batch(number: int, state: str) -> None:
-        progress.batch_changed(number, state)
-        live.update(progress.render())
-        if as_json:
-            click.echo(json.dumps({"event": "batch", "batch": number, "status": state}))
 
     def interrupted(_signum: int, _frame: object) -> None:
         # Ctrl-C: let ansible-runner stop the batch, then record what is known.
@@ -221,35 +231,45 @@ def _drive(
         err_console.print("stopping after recording what is known (Ctrl-C again to abort)…")
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    notifier = Notifier(loaded.notifications.webhooks, clock=lambda: datetime.now(UTC))
     previous = signal.signal(signal.SIGINT, interrupted)
+    notifier = Notifier(loaded.notifications.webhooks, clock=utc_now)
     try:
+        admitted = _admit(ledger, plan, made_by, record, wait, stop)
+        if admitted.emergency:
+            err_console.print(
+                f"EMERGENCY run of plan {plan.id} outside its window, approved by "
+                f"{', '.join(admitted.approved_by)}"
+            )
+        progress = RunProgress(plan, utc_now)
+        live = Live(progress.render(), console=err_console, refresh_per_second=4, transient=True)
+        observer = TerminalObserver(
+            progress, live, as_json=as_json, notify=notifier.send, stop=stop
+        )
         with live:
             summary = window.execute(
-                body,
-                loaded,
-                hosts,
-                inventory_path,
-                ledger,
-                clock=lambda: datetime.now(UTC),
-                on_task=on_task,
-                on_batch=on_batch,
-                cancel=stop.is_set,
-                mitogen=mitogen,
-                resume=record,
-                take_over=take_over,
-                notify=notifier.send,
-            )
+                plan, admitted, inventory_path, ledger, clock=utc_now, observer=observer,
+                mitogen=mitogen, resume=record, take_over=take_over, release=(loaded, hosts),
+            )  # fmt: skip
     finally:
         signal.signal(signal.SIGINT, previous)
         notifier.close()  # a bounded wait: a receiver that is down never holds the run
-    record = ledger.run_record(summary.run_id)
+    done = ledger.run_record(summary.run_id)
     if as_json:
-        click.echo(json.dumps({"event": "end", "run": record}, default=str))
-    elif record is not None:
+        click.echo(json.dumps({"event": "end", "run": done}, default=str))
+    elif done is not None:
         console.print(run_report.to_text(report_of(ledger, summary.run_id)))
     if summary.status != "completed":
         sys.exit(ExitCode.FAILURES)
+
+
+def _same_inputs(plan: Plan, inputs: dict[str, str]) -> None:
+    """Refuse a plan whose policy or inventory moved since it was made."""
+    for what, noun in (("policy", "policy"), ("hosts", "inventory")):
+        if plan.inputs[what] != inputs[what]:
+            raise RefusedError(
+                f"the {noun} changed since plan {plan.id} was made",
+                hint="make a new plan (patchkit plan) and have it approved",
+            )
 
 
 @click.command()

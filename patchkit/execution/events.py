@@ -13,15 +13,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patchkit.execution.runner import TaskResult
+from patchkit.execution.status import (
+    CHANGING,
+    PATCH_PHASES,
+    HostStatus,
+    Phase,
+    PhaseStatus,
+)
 
-PHASES = ("precheck", "snapshot", "patch", "reboot", "verify")
-# A failure in these phases changed the host: it counts against the error threshold and is a
-# rollback candidate. Precheck and snapshot failures leave the host as it was.
-CHANGING = frozenset({"patch", "reboot", "verify"})
+PHASES = PATCH_PHASES
 
 
 def result_task(phase: str) -> str:
     return f"patchkit {phase} result"
+
+
+def result_phase(task_name: str) -> Phase | None:
+    """The phase whose result task ``task_name`` is, if it is one."""
+    if not (task_name.startswith("patchkit ") and task_name.endswith(" result")):
+        return None
+    try:
+        return Phase(task_name.removeprefix("patchkit ").removesuffix(" result"))
+    except ValueError:
+        return None
 
 
 def thaw(value: Any) -> Any:
@@ -35,11 +49,16 @@ def thaw(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class PhaseOutcome:
-    phase: str
-    status: str  # ok / failed / skipped / unreachable / not-run
+    phase: Phase
+    status: PhaseStatus
     message: str
     seconds: float  # sum of the durations of the phase's tasks on this host
     data: Mapping[str, Any] = field(default_factory=dict)
+    attempt: int = 1  # failure_handling.retries: the patch phase's try this comes from
+
+    def __post_init__(self) -> None:  # plain strings (ledger rows, tests) become the enums
+        object.__setattr__(self, "phase", Phase(self.phase))
+        object.__setattr__(self, "status", PhaseStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -54,17 +73,39 @@ class HostOutcome:
     """One host after its batch."""
 
     host: str
-    status: str  # patched / failed / unreachable / not-patched
-    failed_phase: str | None
+    status: HostStatus
+    failed_phase: Phase | None
     message: str
     phases: tuple[PhaseOutcome, ...]
     changes: tuple[PackageChange, ...] = ()
     snapshot: tuple[str, str] | None = None  # (backend, id)
+    attempts: int = 1  # tries of the patch phase it took (failure_handling.retries)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", HostStatus(self.status))
+        if self.failed_phase is not None:
+            object.__setattr__(self, "failed_phase", Phase(self.failed_phase))
 
     @property
     def counts_as_failure(self) -> bool:
         """A failure the error threshold counts: the host was changed, or lost while changing."""
-        return self.status in ("failed", "unreachable") and self.failed_phase in CHANGING
+        return (
+            self.status in (HostStatus.FAILED, HostStatus.UNREACHABLE)
+            and self.failed_phase in CHANGING
+        )
+
+    @property
+    def done(self) -> bool:
+        """Patched, or patched with its reboot left pending: nothing more to do in this run."""
+        return self.status in (HostStatus.PATCHED, HostStatus.REBOOT_PENDING)
+
+    @property
+    def retryable(self) -> bool:
+        """Its patch phase failed (or the host was lost during it): worth another try."""
+        return self.failed_phase is Phase.PATCH and self.status in (
+            HostStatus.FAILED,
+            HostStatus.UNREACHABLE,
+        )
 
     @property
     def needs_rollback(self) -> bool:
@@ -76,14 +117,16 @@ def host_outcome(host: str, tasks: Sequence[TaskResult]) -> HostOutcome:
     return _verdict(host, fold_phases(host, tasks, PHASES))
 
 
-def fold_phases(host: str, tasks: Sequence[TaskResult], order: Sequence[str]) -> list[PhaseOutcome]:
+def fold_phases(
+    host: str, tasks: Sequence[TaskResult], order: Sequence[Phase]
+) -> list[PhaseOutcome]:
     """One outcome per phase of ``order`` (a playbook's roles, in order) for ``host``.
 
     A phase's outcome is its result task; a phase without one is where the host was lost
     (unreachable) or failed outside the role; after a failed phase the rest are ``not-run``.
     """
-    results: dict[str, Mapping[str, Any]] = {}
-    seconds: dict[str, float] = dict.fromkeys(order, 0.0)
+    results: dict[Phase, Mapping[str, Any]] = {}
+    seconds: dict[Phase, float] = dict.fromkeys(order, 0.0)
     current = 0
     unreachable = ""
     for task in tasks:
@@ -93,38 +136,50 @@ def fold_phases(host: str, tasks: Sequence[TaskResult], order: Sequence[str]) ->
             unreachable = task.message or "unreachable"
         if current < len(order):
             seconds[order[current]] += float(task.duration or 0.0)
-        for index, phase in enumerate(order):
-            if task.task == result_task(phase):
-                msg = task.result.get("msg")
-                results[phase] = msg if isinstance(msg, Mapping) else {"message": str(msg)}
-                current = index + 1
+        reported = result_phase(task.task)
+        if reported is not None and reported in order:
+            msg = task.result.get("msg")
+            results[reported] = msg if isinstance(msg, Mapping) else {"message": str(msg)}
+            current = list(order).index(reported) + 1
     phases: list[PhaseOutcome] = []
     stopped: PhaseOutcome | None = None
     for phase in order:
         if stopped is not None:
-            phases.append(PhaseOutcome(phase, "not-run", f"{stopped.phase} {stopped.status}", 0.0))
+            why = f"{stopped.phase} {stopped.status}"
+            phases.append(PhaseOutcome(phase, PhaseStatus.NOT_RUN, why, 0.0))
             continue
         data = results.get(phase)
         if data is None:
             if unreachable:
-                outcome = PhaseOutcome(phase, "unreachable", unreachable, seconds[phase])
+                outcome = PhaseOutcome(phase, PhaseStatus.UNREACHABLE, unreachable, seconds[phase])
             else:
                 failed = [t for t in tasks if t.host == host and t.status == "failed"]
                 why = failed[-1].message if failed else "no result from the playbook"
-                outcome = PhaseOutcome(phase, "failed", why, seconds[phase])
+                outcome = PhaseOutcome(phase, PhaseStatus.FAILED, why, seconds[phase])
             phases.append(outcome)
             stopped = outcome
             continue
-        status = str(data.get("status", "failed"))
-        if status == "failed" and data.get("reachable") is False:
-            status = "unreachable"  # the precheck caught the unreachable host itself
+        status = _status(data)
         outcome = PhaseOutcome(
             phase, status, str(data.get("message", "")), seconds[phase], thaw(data)
         )
         phases.append(outcome)
-        if status in ("failed", "unreachable") or (status == "skipped" and phase == "precheck"):
-            stopped = outcome
+        if status in (PhaseStatus.FAILED, PhaseStatus.UNREACHABLE) or (
+            status is PhaseStatus.SKIPPED and phase is Phase.PRECHECK
+        ):
+            stopped = outcome  # a skipped backup (no hook configured) is a pass
     return phases
+
+
+def _status(data: Mapping[str, Any]) -> PhaseStatus:
+    """A result task's status; one a role does not report (or none) counts as failed."""
+    try:
+        status = PhaseStatus(str(data.get("status", "failed")))
+    except ValueError:
+        return PhaseStatus.FAILED
+    if status is PhaseStatus.FAILED and data.get("reachable") is False:
+        return PhaseStatus.UNREACHABLE  # the precheck caught the unreachable host itself
+    return status
 
 
 def _verdict(host: str, phases: list[PhaseOutcome]) -> HostOutcome:
@@ -132,19 +187,30 @@ def _verdict(host: str, phases: list[PhaseOutcome]) -> HostOutcome:
     snapshot = _snapshot(phases)
     bad = next((p for p in phases if p.status in ("failed", "unreachable")), None)
     if bad is not None:
-        status = "unreachable" if bad.status == "unreachable" else "failed"
-        if bad.phase not in CHANGING and status == "failed":
-            status = "not-patched"
+        status = HostStatus.UNREACHABLE if bad.status == "unreachable" else HostStatus.FAILED
+        if bad.phase not in CHANGING and status is HostStatus.FAILED:
+            status = HostStatus.NOT_PATCHED
         return HostOutcome(host, status, bad.phase, bad.message, tuple(phases), changes, snapshot)
     if phases[0].status == "skipped":
         return HostOutcome(
-            host, "not-patched", "precheck", phases[0].message, tuple(phases), changes, snapshot
+            host,
+            HostStatus.NOT_PATCHED,
+            Phase.PRECHECK,
+            phases[0].message,
+            tuple(phases),
+            changes,
+            snapshot,
         )
-    return HostOutcome(host, "patched", None, "", tuple(phases), changes, snapshot)
+    reboot = next((p for p in phases if p.phase is Phase.REBOOT), None)
+    if reboot is not None and reboot.data.get("pending"):
+        return HostOutcome(
+            host, HostStatus.REBOOT_PENDING, None, reboot.message, tuple(phases), changes, snapshot
+        )
+    return HostOutcome(host, HostStatus.PATCHED, None, "", tuple(phases), changes, snapshot)
 
 
 def _changes(phases: Sequence[PhaseOutcome]) -> tuple[PackageChange, ...]:
-    patch = next((p for p in phases if p.phase == "patch"), None)
+    patch = next((p for p in phases if p.phase is Phase.PATCH), None)
     if patch is None or not patch.data:
         return ()
     rows = list(patch.data.get("updates") or []) + list(patch.data.get("extra_changes") or [])
@@ -157,7 +223,7 @@ def _changes(phases: Sequence[PhaseOutcome]) -> tuple[PackageChange, ...]:
 
 
 def _snapshot(phases: Sequence[PhaseOutcome]) -> tuple[str, str] | None:
-    snap = next((p for p in phases if p.phase == "snapshot"), None)
+    snap = next((p for p in phases if p.phase is Phase.SNAPSHOT), None)
     if snap is None or snap.status != "ok" or not snap.data.get("id"):
         return None
     return str(snap.data.get("backend")), str(snap.data["id"])

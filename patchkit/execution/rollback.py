@@ -12,8 +12,10 @@ from typing import Any
 
 from patchkit.execution.events import HostOutcome, PhaseOutcome, fold_phases
 from patchkit.execution.runner import TaskResult
+from patchkit.execution.status import Phase
+from patchkit.planning.types import SelectedUpdate
 
-ROLLBACK_PHASES = ("rollback", "reboot", "verify")
+ROLLBACK_PHASES = (Phase.ROLLBACK, Phase.REBOOT, Phase.VERIFY)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def from_record(
 def from_outcomes(
     batch: int,
     outcomes: Sequence[HostOutcome],
-    planned: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    planned: Mapping[str, Sequence[SelectedUpdate]] | None = None,
 ) -> list[Target]:
     """Targets straight from a batch's outcomes (automatic rollback during a run).
 
@@ -120,10 +122,9 @@ def from_outcomes(
         if o.snapshot is None:
             continue
         changes = tuple(Change(c.package, c.before, c.after) for c in o.changes)
-        if not changes and o.failed_phase == "patch":
+        if not changes and o.failed_phase is Phase.PATCH:
             changes = tuple(
-                Change(str(u["package"]), u.get("installed"), str(u["candidate"]))
-                for u in (planned or {}).get(o.host, ())
+                Change(u.package, u.installed, u.candidate) for u in (planned or {}).get(o.host, ())
             )
         if changes:
             targets.append(Target(o.host, batch, o.snapshot[0], o.snapshot[1], changes))

@@ -243,11 +243,43 @@ def set_install_fails(config: LabConfig, index: int, *, fails: bool) -> None:
         system.run(["chattr", "+i" if fails else "-i", str(target)])
 
 
+# dpkg runs the installed version's prerm ("prerm upgrade NEW") before it unpacks another
+# version. demo-lib ships none: this one, written into dpkg's database on the host's disk, deletes
+# itself and fails, so dpkg gives up that attempt and keeps 1.0 installed; the next attempt finds
+# no prerm and goes through. A retry of the same install therefore succeeds.
+INSTALL_ONCE_FAULT_FILE = "var/lib/dpkg/info/demo-lib.prerm"
+_INSTALL_ONCE_MARK = "# patchkit lab fault: install-fails-once"
+_INSTALL_ONCE_SCRIPT = f"""#!/bin/sh
+{_INSTALL_ONCE_MARK}
+if [ "$1" = upgrade ]; then
+    rm -f /{INSTALL_ONCE_FAULT_FILE}
+    echo "patchkit lab fault install-fails-once: this upgrade fails, the next works" >&2
+    exit 1
+fi
+exit 0
+"""
+
+
+def set_install_fails_once(config: LabConfig, index: int, *, fails: bool) -> None:
+    """Make only the next install of demo-lib fail on the host (a self-deleting prerm)."""
+    target = config.host_dir(index) / INSTALL_ONCE_FAULT_FILE
+    if fails:
+        if not target.parent.is_dir():
+            raise LabUsageError(
+                f"{config.host_name(index)} has no dpkg database at {target.parent}"
+            )
+        target.write_text(_INSTALL_ONCE_SCRIPT)
+        target.chmod(0o755)
+    elif target.is_file() and _INSTALL_ONCE_MARK in target.read_text(errors="replace"):
+        target.unlink()  # only ours: a prerm a real package shipped stays
+
+
 def clear_faults(config: LabConfig, index: int) -> None:
     for knob in ("boot_delay", "noboot"):
         config.run_file(index, knob).unlink(missing_ok=True)
     set_network(config, index, up=True)
     set_install_fails(config, index, fails=False)
+    set_install_fails_once(config, index, fails=False)
 
 
 # ---------------------------------------------------------------- snapshots

@@ -5,6 +5,7 @@ them together. Rows stop in these modules; callers get model values."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,23 @@ DEFAULT_PATH = Path(".patchkit/ledger.sqlite")
 
 def default_url() -> str:
     return f"sqlite:///{DEFAULT_PATH}"
+
+
+def _make_private(path: Path) -> None:
+    """Create the ledger's folder (0700) and an empty database file (0600) where they are missing.
+
+    The ledger holds who approved what and the fleet's state, so only its owner reads it. SQLite
+    gives its ``-wal`` and ``-shm`` files the database file's mode, and takes an empty file for
+    an empty database: creating that file first makes all three private. A folder or file that
+    exists already is the user's choice and is left as it is.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the mode only for a new folder
+    try:
+        # O_EXCL: never touch a file someone else made, even one made a moment ago
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def shown_url(url: str) -> str:
@@ -154,8 +172,11 @@ class LedgerBase:
                 f"ledger {self.url}: a SQLite ledger needs a file",
                 hint="give its path: sqlite:///relative/path.sqlite or sqlite:////absolute/path",
             )
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        if backend == "sqlite":
+            parsed = make_url(url)
+            # ":memory:" is no file; a URI filename (?uri=true, "file:…") is SQLite's to read
+            if parsed.database not in (None, ":memory:") and "uri" not in parsed.query:
+                _make_private(Path(str(parsed.database)))
         try:
             engine = create_engine(url)
         except ModuleNotFoundError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +13,23 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
 
+from patchkit.errors import RefusedError
 from patchkit.ledger import schema as t
 from patchkit.ledger.base import LedgerBase, audit, aware, new_id, utc
-from patchkit.model import Finding, PendingUpdate
+from patchkit.model import Approval, Finding, PendingUpdate
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A plan as the ledger holds it: the body is checked against ``hash`` before use."""
+
+    body: dict[str, Any]
+    hash: str
+    made_by: str
+    saved_at: datetime
 
 
 class PlanningRecords(LedgerBase):
@@ -130,8 +143,12 @@ class PlanningRecords(LedgerBase):
 
     # ------------------------------------------------------------ plans
 
-    def save_plan(self, body: dict[str, Any], *, saved_at: datetime) -> bool:
-        """Store a plan body (as made by ``plan_body``); False if that plan was already saved."""
+    def save_plan(self, body: dict[str, Any], *, saved_at: datetime, made_by: str = "") -> bool:
+        """Store a plan body (as made by ``plan_body``); False if that plan was already saved.
+
+        ``made_by`` (who planned it) is kept with the first save only: separation of duties
+        judges the approvers against it.
+        """
         with self._tx("cannot write to") as conn:
             exists = conn.execute(select(t.plans.c.id).where(t.plans.c.id == body["id"]))
             if exists.first() is not None:
@@ -146,19 +163,30 @@ class PlanningRecords(LedgerBase):
                     made_at=utc(datetime.fromisoformat(body["made_at"])),
                     saved_at=utc(saved_at),
                     body=json.dumps(body, sort_keys=True),
+                    made_by=made_by,
                 )
             )
+            audit(conn, saved_at, made_by or "patchkit", "plan", f"{body['id']} {body['hash']}")
         return True
 
     def plan(self, plan_id: str) -> dict[str, Any] | None:
+        stored = self.stored_plan(plan_id)
+        return stored.body if stored is not None else None
+
+    def stored_plan(self, plan_id: str) -> StoredPlan | None:
+        """The plan row: its body as stored, the hash stored beside it, who made it."""
+        query = select(t.plans.c.body, t.plans.c.hash, t.plans.c.made_by, t.plans.c.saved_at)
         with self._tx("cannot read") as conn:
-            row = conn.execute(select(t.plans.c.body).where(t.plans.c.id == plan_id)).first()
+            row = conn.execute(query.where(t.plans.c.id == plan_id)).first()
         if row is None:
             return None
-        body: dict[str, Any] = json.loads(row.body)
-        return body
+        try:
+            body = json.loads(row.body)
+        except ValueError:
+            body = {"id": plan_id, "unreadable": True}  # the hash check refuses it by name
+        return StoredPlan(body, row.hash, row.made_by, aware(row.saved_at))
 
-    # ------------------------------------------------------------ approvals and runs
+    # ------------------------------------------------------------ approvals
 
     def approve(
         self,
@@ -169,9 +197,13 @@ class PlanningRecords(LedgerBase):
         at: datetime,
         comment: str = "",
         reboots: bool = False,
-    ) -> None:
+        emergency: bool = False,
+        expires: datetime | None = None,
+        signature: str | None = None,
+    ) -> Approval:
+        """Store one approval of ``plan_hash`` and its audit line; return it as stored."""
         with self._tx("cannot write to") as conn:
-            conn.execute(
+            result = conn.execute(
                 insert(t.approvals).values(
                     plan_id=plan_id,
                     plan_hash=plan_hash,
@@ -179,21 +211,89 @@ class PlanningRecords(LedgerBase):
                     approved_at=utc(at),
                     comment=comment,
                     reboots=reboots,
+                    emergency=emergency,
+                    expires=utc(expires) if expires is not None else None,
+                    signature=signature,
                 )
             )
-            detail = f"{plan_id} {plan_hash}" + (" with reboots" if reboots else "")
+            approval_id = new_id(result)
+            what = [
+                "with reboots" if reboots else "",
+                "EMERGENCY (outside the window)" if emergency else "",
+                "signed" if signature is not None else "",
+                f"until {utc(expires):%Y-%m-%d %H:%M:%SZ}" if expires is not None else "",
+            ]
+            detail = " ".join([f"{plan_id} {plan_hash}", *(w for w in what if w)])
             audit(conn, at, by, "approve", detail)
+        return Approval(
+            id=approval_id,
+            plan_id=plan_id,
+            plan_hash=plan_hash,
+            by=by,
+            at=utc(at),
+            comment=comment,
+            reboots=reboots,
+            emergency=emergency,
+            expires=utc(expires) if expires is not None else None,
+            signature=signature,
+        )
 
-    def approvals(self, plan_id: str) -> list[dict[str, Any]]:
+    def approvals(self, plan_id: str) -> list[Approval]:
+        """Every approval of ``plan_id`` (any hash, used or not), oldest first."""
         query = select(t.approvals).where(t.approvals.c.plan_id == plan_id)
         with self._tx("cannot read") as conn:
-            return [
-                {
-                    "by": r.approved_by,
-                    "at": aware(r.approved_at),
-                    "hash": r.plan_hash,
-                    "comment": r.comment,
-                    "reboots": bool(r.reboots),
-                }
-                for r in conn.execute(query.order_by(t.approvals.c.id))
-            ]
+            return [_approval(r) for r in conn.execute(query.order_by(t.approvals.c.id))]
+
+    @staticmethod
+    def _consume(conn: Connection, approval_ids: Collection[int], run_id: str) -> None:
+        """Mark the approvals used by ``run_id``, in the caller's (run start) transaction.
+
+        An approval starts one run: one already used by another run is refused, naming that
+        run, and the caller's transaction rolls back. Used by ``run_id`` itself already is
+        fine (a resume). Only rows still unused are written, so of two runs starting at once
+        on the same approvals one writes them and the other finds them taken.
+        """
+        ids = sorted(set(approval_ids))
+        if not ids:
+            return
+        approvals = t.approvals
+        conn.execute(
+            update(approvals)
+            .where(approvals.c.id.in_(ids), approvals.c.consumed_by.is_(None))
+            .values(consumed_by=run_id)
+        )
+        rows = conn.execute(
+            select(approvals.c.id, approvals.c.consumed_by).where(approvals.c.id.in_(ids))
+        ).all()
+        found = {r.id: r.consumed_by for r in rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise RefusedError(
+                f"approval(s) {', '.join(map(str, missing))} are no longer in the ledger",
+                hint="someone removed them: have the plan approved again (patchkit approve)",
+            )
+        taken = {i: run for i, run in found.items() if run != run_id}
+        if taken:
+            runs = ", ".join(sorted(set(taken.values())))
+            raise RefusedError(
+                f"approval(s) {', '.join(map(str, sorted(taken)))} were used by run {runs} "
+                f"before run {run_id} could start on them",
+                hint=f"see patchkit status {min(taken.values())}; to patch again, make a new plan "
+                "(patchkit plan) and have it approved",
+            )
+
+
+def _approval(row: Any) -> Approval:
+    return Approval(
+        id=row.id,
+        plan_id=row.plan_id,
+        plan_hash=row.plan_hash,
+        by=row.approved_by,
+        at=aware(row.approved_at),
+        comment=row.comment,
+        reboots=bool(row.reboots),
+        emergency=bool(row.emergency),
+        expires=aware(row.expires) if row.expires is not None else None,
+        signature=row.signature,
+        consumed_by=row.consumed_by,
+    )

@@ -211,6 +211,7 @@ class RunQueries(LedgerBase):
             "started": aware(run.started),
             "ended": aware(run.ended) if run.ended else None,
             "holder": run.holder,
+            "emergency": bool(run.emergency),
             "batches": [
                 {
                     "number": b.number,
@@ -228,6 +229,7 @@ class RunQueries(LedgerBase):
                     "batch": p.batch,
                     "host": p.host,
                     "phase": p.phase,
+                    "attempt": p.attempt,
                     "status": p.status,
                     "message": p.message,
                     "seconds": json.loads(p.data).get("seconds"),

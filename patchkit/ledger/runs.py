@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +14,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from patchkit.errors import RefusedError
 from patchkit.ledger import schema as t
 from patchkit.ledger.base import LedgerBase, audit, aware, lock_row, utc
+from patchkit.ledger.planning import PlanningRecords
 
 
 class RunRecords(LedgerBase):
@@ -31,8 +33,12 @@ class RunRecords(LedgerBase):
         holder: str,
         hosts: Collection[str] = (),
         may_take: Callable[[dict[str, Any]], bool] = lambda _lock: False,
+        approvals: Collection[int] = (),
+        emergency: bool = False,
     ) -> None:
-        """Record a new run and lock its ``hosts`` in one transaction (see ``lock``)."""
+        """Record a new run, consume the ``approvals`` admission counted for it, and lock its
+        ``hosts``, in one transaction (see ``lock``): a second run of the same plan, or a race
+        for the same hosts, is refused with nothing written."""
         with self._tx("cannot write to") as conn:
             conn.execute(
                 insert(t.runs).values(
@@ -44,8 +50,11 @@ class RunRecords(LedgerBase):
                     reason="",
                     holder=holder,
                     heartbeat=utc(at),
+                    emergency=emergency,
                 )
             )
+            if approvals:
+                PlanningRecords._consume(conn, approvals, run_id)
             self._take(conn, run_id, hosts, holder=holder, at=at, may_take=may_take)
 
     def reopen_run(
@@ -124,9 +133,11 @@ class RunRecords(LedgerBase):
             "ended": utc(ended),
             "data": json.dumps(dict(phase.data) | {"seconds": phase.seconds}, default=str),
         }
+        attempt = getattr(phase, "attempt", 1)
         done = conn.execute(
             update(t.host_phases)
             .where(rows.run_id == run_id, rows.host == host, rows.phase == phase.phase)
+            .where(rows.attempt == attempt)
             .values(batch=batch, **values)
         )
         if not done.rowcount:
@@ -136,6 +147,7 @@ class RunRecords(LedgerBase):
                     batch=batch,
                     host=host,
                     phase=phase.phase,
+                    attempt=attempt,
                     started=utc(started),
                     **values,
                 )
@@ -149,11 +161,14 @@ class RunRecords(LedgerBase):
         *,
         started: datetime,
         ended: datetime,
+        final: bool = True,
     ) -> None:
         """Every phase, package change and snapshot of a batch's hosts, in one transaction.
 
         Phases already recorded as they happened are updated, not repeated; a host run again
-        (a resumed batch) replaces its earlier rows.
+        (a resumed batch) replaces its earlier rows of the same try. ``final=False``: a try
+        that will be followed by another (failure_handling.retries): its phases and changes
+        are kept, no rollback is marked pending.
         """
         with self._tx("cannot write to") as conn:
             for out in outcomes:
@@ -161,7 +176,7 @@ class RunRecords(LedgerBase):
                     self._put_phase(
                         conn, run_id, batch, out.host, phase, started=started, ended=ended
                     )
-                if out.needs_rollback:
+                if out.needs_rollback and final:
                     conn.execute(
                         insert(t.host_phases).values(
                             run_id=run_id,
@@ -255,74 +270,94 @@ class RunRecords(LedgerBase):
     # ------------------------------------------------------------------ locks
 
     def locks(self, hosts: Collection[str]) -> list[dict[str, Any]]:
-        """The locks held on ``hosts`` (by any run)."""
+        """The locks held on ``hosts`` (by any holder), with what holds each (``purpose``)."""
         query = select(t.locks).where(t.locks.c.host.in_(list(hosts))).order_by(t.locks.c.host)
         with self._tx("cannot read") as conn:
-            return [lock_row(r) for r in conn.execute(query)]
+            return [_lock(r) for r in conn.execute(query)]
 
     def lock(
         self,
-        run_id: str,
+        run_id: str | None,
         hosts: Collection[str],
         *,
         holder: str,
         at: datetime,
         may_take: Callable[[dict[str, Any]], bool],
+        purpose: str = "run",
     ) -> None:
-        """Take ``hosts`` for ``run_id`` in one transaction, or take nothing (see ``_take``)."""
+        """Take ``hosts`` for ``holder`` in one transaction, or take nothing (see ``_take``).
+
+        ``run_id`` is the run the locks are for (None for assess and release); ``purpose`` is
+        what holds them: run (run and resume), rollback, release or assess.
+        """
         with self._tx("cannot write to") as conn:
-            self._take(conn, run_id, hosts, holder=holder, at=at, may_take=may_take)
+            self._take(
+                conn, run_id, hosts, holder=holder, at=at, may_take=may_take, purpose=purpose
+            )
 
     @staticmethod
     def _take(
         conn: Connection,
-        run_id: str,
+        run_id: str | None,
         hosts: Collection[str],
         *,
         holder: str,
         at: datetime,
         may_take: Callable[[dict[str, Any]], bool],
+        purpose: str = "run",
     ) -> None:
-        """Lock ``hosts``. A host locked by another run or controller is taken over only when
-        ``may_take(lock)`` says so; otherwise RefusedError names the holder (nothing taken)."""
+        """Lock ``hosts``. A host locked by another holder (another controller, run or
+        purpose) is taken over only when ``may_take(lock)`` says so; otherwise RefusedError
+        names the holders, and the caller's transaction, rolled back, has taken nothing.
+
+        Safe against another controller taking the same hosts at the same instant: each lock
+        is claimed by an insert that does nothing when the host's row exists (the database's
+        primary key decides who was first, not an earlier read), and hosts are claimed in
+        sorted order, so that two controllers wanting several of the same hosts cannot
+        deadlock. On SQLite the first insert takes the database's write lock, so the read
+        that follows cannot go stale.
+        """
         wanted = sorted(set(hosts))
         if not wanted:
             return
-        held = conn.execute(select(t.locks).where(t.locks.c.host.in_(wanted))).all()
-        blocking = [
-            r
-            for r in held
-            if (r.run_id != run_id or r.holder != holder) and not may_take(lock_row(r))
-        ]
-        if blocking:
-            first = blocking[0]
-            raise RefusedError(
-                f"{', '.join(r.host for r in blocking)} held by run {first.run_id} "
-                f"(controller {first.holder}, last heartbeat "
-                f"{aware(first.heartbeat):%Y-%m-%d %H:%M:%S} UTC)",
-                hint="wait for that run to end; if its controller is dead, take the lock "
-                "over with --take-over",
-            )
-        conn.execute(delete(t.locks).where(t.locks.c.host.in_(wanted)))
-        for host in wanted:
-            conn.execute(
-                insert(t.locks).values(
-                    host=host, run_id=run_id, holder=holder, acquired=utc(at), heartbeat=utc(at)
-                )
-            )
-        runs = update(t.runs).where(t.runs.c.id == run_id)
-        conn.execute(runs.values(holder=holder, heartbeat=utc(at)))
+        values = {
+            "run_id": run_id,
+            "purpose": purpose,
+            "holder": holder,
+            "acquired": utc(at),
+            "heartbeat": utc(at),
+        }
+        kept = [row for host in wanted if (row := _claim(conn, host, values, may_take)) is not None]
+        if kept:
+            raise _refusal(kept)
+        if run_id is not None and purpose == "run":
+            runs = update(t.runs).where(t.runs.c.id == run_id)
+            conn.execute(runs.values(holder=holder, heartbeat=utc(at)))
 
-    def heartbeat(self, run_id: str, *, at: datetime) -> None:
+    def heartbeat(
+        self,
+        run_id: str | None,
+        *,
+        at: datetime,
+        holder: str | None = None,
+        purpose: str = "run",
+    ) -> None:
+        """Refresh the locks held for ``run_id`` and ``purpose`` (by ``holder``; by any holder
+        when None), and the run's own heartbeat when they are the run's (purpose ``run``)."""
         with self._tx("cannot write to") as conn:
-            conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(heartbeat=utc(at)))
+            if run_id is not None and purpose == "run":
+                conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(heartbeat=utc(at)))
             conn.execute(
-                update(t.locks).where(t.locks.c.run_id == run_id).values(heartbeat=utc(at))
+                update(t.locks).where(*_held_for(run_id, holder, purpose)).values(heartbeat=utc(at))
             )
 
-    def unlock(self, run_id: str) -> None:
+    def unlock(
+        self, run_id: str | None, *, holder: str | None = None, purpose: str = "run"
+    ) -> None:
+        """Let go of the locks held for ``run_id`` and ``purpose`` (by ``holder``; by any
+        holder when None). Nothing else: another holder's locks on the same run stay."""
         with self._tx("cannot write to") as conn:
-            conn.execute(delete(t.locks).where(t.locks.c.run_id == run_id))
+            conn.execute(delete(t.locks).where(*_held_for(run_id, holder, purpose)))
 
     def record_rollback(
         self, run_id: str, result: Any, *, started: datetime, ended: datetime, who: str
@@ -370,3 +405,109 @@ class RunRecords(LedgerBase):
                 .where(t.runs.c.id == run_id)
                 .values(status=status, reason=reason, ended=utc(at), heartbeat=utc(at))
             )
+
+
+# ---------------------------------------------------------------------- lock helpers
+
+CLAIM_ATTEMPTS = 5  # a host let go or taken over between our insert and our read: try again
+
+
+def _lock(row: Any) -> dict[str, Any]:
+    return lock_row(row) | {"purpose": row.purpose}
+
+
+def _held_for(run_id: str | None, holder: str | None, purpose: str) -> list[Any]:
+    """The WHERE terms of the locks one holder took for one run (or none) and one purpose."""
+    c = t.locks.c
+    terms = [c.run_id.is_(None) if run_id is None else c.run_id == run_id, c.purpose == purpose]
+    if holder is not None:
+        terms.append(c.holder == holder)
+    return terms
+
+
+def _insert_if_free(conn: Connection, values: dict[str, Any]) -> bool:
+    """Insert a lock row unless the host has one (committed, or being inserted by another
+    transaction, which PostgreSQL waits for); whether this one went in.
+
+    RETURNING tells, not the row count: psycopg reports none (-1) for these inserts.
+    """
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    statement = (
+        dialect.insert(t.locks)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[t.locks.c.host])
+        .returning(t.locks.c.host)
+    )
+    return conn.execute(statement).first() is not None
+
+
+def _claim(
+    conn: Connection,
+    host: str,
+    values: dict[str, Any],
+    may_take: Callable[[dict[str, Any]], bool],
+) -> Any:
+    """Lock one host; None when it is ours now, else the row of the holder that keeps it.
+
+    A row that is already ours (same holder, run and purpose), or that ``may_take`` lets us
+    take, is deleted by its exact holder and replaced; when another controller was quicker to
+    delete or replace it, the claim starts over and meets whoever holds the host now.
+    """
+    c = t.locks.c
+    row: Any = None
+    for _ in range(CLAIM_ATTEMPTS):
+        if _insert_if_free(conn, {"host": host, **values}):
+            return None
+        row = conn.execute(select(t.locks).where(c.host == host)).first()
+        if row is None:
+            continue  # let go after our insert looked: it may be free now
+        ours = (row.holder, row.run_id, row.purpose) == (
+            values["holder"],
+            values["run_id"],
+            values["purpose"],
+        )
+        if not ours and not may_take(_lock(row)):
+            return row
+        conn.execute(
+            delete(t.locks).where(c.host == host, *_held_for(row.run_id, row.holder, row.purpose))
+        )
+    if row is None:
+        raise RefusedError(
+            f"{host} was locked and let go {CLAIM_ATTEMPTS} times while patchkit tried to lock it",
+            hint="another controller is busy with this host: try again in a moment",
+        )
+    return row
+
+
+def describe_holder(lock: Mapping[str, Any]) -> str:
+    """Who holds a lock, as messages name it: its run (if any), purpose, controller, heartbeat.
+
+    ``lock`` is a lock as ``RunRecords.locks`` returns it.
+    """
+    run, purpose = lock["run"], str(lock["purpose"])
+    if purpose == "run":
+        what = f"run {run}"
+    elif purpose == "rollback":
+        what = f"the rollback of run {run}"
+    else:
+        what = f"patchkit {purpose}" + (f" for run {run}" if run else "")
+    return (
+        f"{what} (controller {lock['holder']}, last heartbeat "
+        f"{lock['heartbeat']:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+
+
+def describe_locks(locks: Sequence[Mapping[str, Any]]) -> str:
+    """Which hosts are held by whom, one clause per holder (locks as ``locks`` returns them)."""
+    by_holder: dict[str, list[str]] = {}
+    for lock in locks:
+        by_holder.setdefault(describe_holder(lock), []).append(str(lock["host"]))
+    return "; ".join(f"{', '.join(hosts)} held by {who}" for who, hosts in by_holder.items())
+
+
+def _refusal(rows: Sequence[Any]) -> RefusedError:
+    return RefusedError(
+        describe_locks([_lock(row) for row in rows]),
+        hint="wait for it to end (rollback, release and assess wait with --wait); if its "
+        "controller is dead, take the lock over with --take-over",
+    )

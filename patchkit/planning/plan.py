@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from enum import Enum
 from typing import Any
 
 from patchkit.errors import PlanningError
 from patchkit.model import Finding, Host, Severity
 from patchkit.planning import batches as batching
+from patchkit.planning import codec, quorum
 from patchkit.planning import priority as prio
 from patchkit.planning import scope as scoping
+from patchkit.planning.codec import canonical, jsonable
 from patchkit.planning.history import POLICY_BASIS, History, environment_of, promotion_verdict
 from patchkit.planning.history import host_estimate as history_estimate
 from patchkit.planning.types import (
+    ApprovalRules,
     ExceptionUse,
+    FreezeSpan,
     HeldUpdate,
     HostPlan,
+    Phases,
     Plan,
+    RunRules,
     SelectedUpdate,
     Settings,
     SkipKind,
@@ -46,11 +50,14 @@ def make_plan(
     at: datetime,
     window: str | None = None,
     history: History | None = None,
+    allowed_signers: str = "",
 ) -> Plan:
     """The plan for the next occurrence of ``window`` (default: the earliest window with work).
 
     ``history`` (what the ledger remembers) holds back updates not yet promoted from the
     environment before (policy ``promotion``) and gives estimates from past durations.
+    ``allowed_signers`` is the content of the policy's allowed_signers file (roles.signatures),
+    which the plan carries so that the signers approved with it are the ones checked at run.
     """
     if at.tzinfo is None:
         raise PlanningError("the plan time must carry a timezone")
@@ -97,18 +104,25 @@ def make_plan(
             what = f"all {len(planned.held)} pending updates held" if planned.held else "up to date"
             skipped.append(SkippedHost(host.name, SkipKind.NOTHING_TO_DO, what, planned.held))
 
-    ordered = _order(candidates, policy)
     rollout = policy.rollout
+    anti = rollout.anti_affinity
+    # max_unavailable: a cluster with as many members down as it allows gets none patched
+    wanted = {h.cluster for h in candidates if h.cluster is not None}
+    clusters = quorum.cluster_states(hosts, findings, anti, wanted) if anti else {}
+    candidates, blocked = quorum.hold_back(candidates, clusters)
+    skipped += blocked
+
+    ordered = _order(candidates, policy)
     size = rollout.batch_size.of(len(ordered))
     canary_size = rollout.canary.size.of(len(ordered)) if rollout.canary and ordered else 0
     pool = match(rollout.canary.hosts) if rollout.canary else frozenset()
-    affinity = rollout.anti_affinity.max_per_batch if rollout.anti_affinity else None
     canary, rest = batching.cut(
         ordered,
         size=size,
-        max_per_cluster=affinity,
+        max_per_cluster=anti.max_per_batch if anti else None,
         canary_size=canary_size,
         canary_pool=pool,
+        cluster_caps=quorum.batch_caps(clusters),
     )
     groups = ([(True, canary)] if canary else []) + [(False, b) for b in rest]
     scheduled = batching.schedule(
@@ -134,15 +148,17 @@ def make_plan(
             end=occurrence.end,
             cutoff=occurrence.cutoff,
             frozen=tuple(f"{s.start:%Y-%m-%d %H:%M}: {s.reason}" for s in occurrence.skipped),
+            freezes=tuple(FreezeSpan(f.start, f.end, f.reason) for f in chosen.freeze),
         ),
-        settings=_settings(policy),
+        settings=_settings(policy, allowed_signers),
         batches=scheduled,
         skipped=tuple(sorted(skipped, key=lambda s: (list(SkipKind).index(s.kind), s.host))),
         exceptions=_exception_uses(policy, at.date(), applied),
         warnings=warnings,
+        clusters=tuple(clusters.values()),
     )
     digest = content_hash(plan)
-    return dataclasses.replace(plan, id=f"plan-{digest[:12]}", hash=digest)
+    return dataclasses.replace(plan, id=codec.plan_id(digest), hash=digest)
 
 
 # ---------------------------------------------------------------- steps
@@ -271,9 +287,16 @@ def _host_plan(
     reboot = bool(selected) and prio.expects_reboot(
         any(u.reboot for u in selected), finding, policy
     )
-    approval = reboot and host.name in match(policy.downtime.reboot_approval)
+    # Any update may leave the reboot flag behind, predicted or not: a host whose downtime
+    # needs approval needs it whenever the policy lets it reboot at all.
+    approval = (
+        bool(selected)
+        and policy.downtime.reboot != "never"
+        and host.name in match(policy.downtime.reboot_approval)
+    )
     estimate, basis = ctx.estimate(host.name, len(selected), reboot)
     cluster_var = policy.rollout.anti_affinity.variable if policy.rollout.anti_affinity else None
+    checks = tuple(i for i, c in enumerate(policy.verification) if host.name in match(c.hosts))
     return HostPlan(
         host=host.name,
         env=_text(host.var("env")),
@@ -292,6 +315,7 @@ def _host_plan(
         estimate=estimate,
         contact=_contact(host, policy),
         estimate_basis=basis,
+        checks=checks,
     )
 
 
@@ -371,7 +395,7 @@ def _minutes(delta: timedelta) -> str:
     return f"{round(delta.total_seconds() / 60)} min"
 
 
-def _settings(policy: Policy) -> Settings:
+def _settings(policy: Policy, allowed_signers: str) -> Settings:
     checks = []
     for check in policy.verification:
         detail = {
@@ -382,17 +406,43 @@ def _settings(policy: Policy) -> Settings:
         }[check.type](check)
         where = "" if check.hosts == ["all"] else f" on {', '.join(check.hosts)}"
         checks.append(detail + where)
+    roles, prep, rollout = policy.roles, policy.preparation, policy.rollout
+    signatures = roles.signatures
+    affinity = rollout.anti_affinity
     return Settings(
-        approval_required=policy.roles.approval_required,
-        approvers=tuple(policy.roles.approvers),
-        error_threshold=str(policy.rollout.error_threshold),
-        on_threshold=policy.failure_handling.on_threshold,
-        rollback=policy.failure_handling.rollback,
-        snapshot_backend=policy.preparation.snapshot.backend,
-        reboot=policy.downtime.reboot,
-        retries=policy.failure_handling.retries,
+        approval=ApprovalRules(
+            required=roles.approval_required,
+            approvers=tuple(roles.approvers),
+            needed=roles.approvals_needed,
+            separation_of_duties=roles.separation_of_duties,
+            expires_after=roles.approval_expires,
+            emergency_approvers=tuple(roles.emergency_approvers),
+            signatures_required=bool(signatures and signatures.required),
+            allowed_signers=allowed_signers if signatures else "",
+        ),
+        phases=Phases(
+            snapshot_backend=prep.snapshot.backend,
+            reboot=policy.downtime.reboot,
+            reboot_timeout=policy.downtime.reboot_timeout,
+            min_free_disk=prep.prechecks.min_free_disk,
+            healthy_before=prep.prechecks.healthy_before,
+            pending_reboot=prep.prechecks.pending_reboot,
+            backup_command=prep.backup.command if prep.backup else "",
+            backup_timeout=prep.backup.timeout if prep.backup else timedelta(minutes=10),
+            checks=tuple(c.model_dump(mode="json", exclude={"hosts"}) for c in policy.verification),
+        ),
+        rules=RunRules(
+            error_threshold=rollout.error_threshold,
+            on_threshold=policy.failure_handling.on_threshold,
+            rollback=policy.failure_handling.rollback,
+            retries=policy.failure_handling.retries,
+            canary_on_failure=rollout.canary.on_failure if rollout.canary else "halt",
+            canary_soak=rollout.canary.soak if rollout.canary else timedelta(0),
+            max_unavailable=affinity.max_unavailable if affinity else None,
+            host_key_checking=policy.connection.host_key_checking,
+            environment=tuple(policy.connection.environment),
+        ),
         verification=tuple(checks),
-        host_key_checking=policy.connection.host_key_checking,
     )
 
 
@@ -416,58 +466,20 @@ def _exception_uses(
 # ---------------------------------------------------------------- identity
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON data for any plan value: ISO times, seconds for durations, enum values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return int(value.total_seconds())
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def plan_body(plan: Plan) -> dict[str, Any]:
-    body: dict[str, Any] = jsonable(plan)
-    return body
-
-
-def canonical(data: Any) -> bytes:
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
+    """The plan's stored and printed JSON body (``patchkit.planning.codec``)."""
+    return codec.encode(plan)
 
 
 def content_hash(plan: Plan) -> str:
-    """SHA-256 of everything in the plan except its id and hash."""
-    body = plan_body(plan)
-    body.pop("id")
-    body.pop("hash")
-    return hashlib.sha256(canonical(body)).hexdigest()
+    """SHA-256 of what the plan decides (``codec.body_hash``)."""
+    return codec.body_hash(codec.encode(plan))
 
 
-# Sections added to the policy after plans were first approved: left out of the policy's digest
-# while they hold their defaults, so that the same policy file keeps its digest across an
-# upgrade (an approved plan still runs, an interrupted run still resumes).
-LATER_SECTIONS = ("connection",)
-
-
-def _policy_digest_data(policy: Policy) -> dict[str, Any]:
-    data = policy.model_dump(mode="json")
-    defaults = {
-        name: Policy.model_fields[name].get_default(call_default_factory=True)
-        for name in LATER_SECTIONS
-    }
-    for name, default in defaults.items():
-        if getattr(policy, name) == default:
-            data.pop(name)
-    return data
+def _policy_digest_data(policy: Policy) -> Any:
+    # Settings left at their defaults are left out, so that a key added to the policy in a
+    # later patchkit does not change the digest of a file that does not use it.
+    return policy.model_dump(mode="json", exclude_defaults=True)
 
 
 def input_hashes(

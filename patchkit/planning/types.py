@@ -6,11 +6,14 @@ the same inputs (see ``patchkit.planning.plan.plan_body``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from patchkit.model import Severity
+from patchkit.policy.values import Amount
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class HostPlan:
     estimate: timedelta  # expected time for this host alone
     contact: str | None = None
     estimate_basis: str = "policy estimate (no history)"  # or the history it comes from
+    checks: tuple[int, ...] = ()  # the verification checks (Phases.checks) that apply to it
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class SkipKind(StrEnum):
     NOT_ASSESSED = "not-assessed"  # no finding: nobody knows what it needs
     UNREACHABLE = "unreachable"  # the last assessment could not reach it
     NOTHING_TO_DO = "nothing-to-do"  # no pending update selected
+    QUORUM = "quorum"  # its cluster has as many members down as max_unavailable allows
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,26 @@ class SkippedHost:
     kind: SkipKind
     reason: str
     held: tuple[HeldUpdate, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """A cluster under ``rollout.anti_affinity.max_unavailable``, as the plan saw it.
+
+    ``run`` holds a host back when its cluster's members down (``down`` and those the run
+    failed or left unpatched) leave no room (``patchkit.planning.quorum.held_for_quorum``).
+    """
+
+    name: str
+    size: int  # inventory hosts with this cluster value, in scope or not
+    limit: int  # max_unavailable resolved against size: members that may be down at once
+    down: tuple[str, ...]  # members unreachable when last assessed, by name
+    members: tuple[str, ...]  # every inventory host of the cluster, by name (size of them)
+
+    @property
+    def budget(self) -> int:
+        """Members that may still go down at planning (0 or less: none may)."""
+        return self.limit - len(self.down)
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,15 @@ class ExceptionUse:
 
 
 @dataclass(frozen=True)
+class FreezeSpan:
+    """A change freeze of the window: whole days, in the window's timezone."""
+
+    start: date
+    end: date  # inclusive
+    reason: str
+
+
+@dataclass(frozen=True)
 class WindowSlot:
     """The occurrence of the maintenance window the plan targets."""
 
@@ -121,27 +155,110 @@ class WindowSlot:
     end: datetime
     cutoff: datetime
     frozen: tuple[str, ...]  # earlier occurrences passed over, with the freeze reason
+    freezes: tuple[FreezeSpan, ...] = ()  # the window's freezes: no batch starts inside one
+
+
+@dataclass(frozen=True)
+class ApprovalRules:
+    """Who must approve the plan, how, and for how long an approval holds (policy roles)."""
+
+    required: bool
+    approvers: tuple[str, ...]
+    needed: int = 1  # approvals by different approvers
+    separation_of_duties: bool = False  # whoever made the plan may not approve it
+    expires_after: timedelta | None = None  # None: at the end of the window occurrence
+    emergency_approvers: tuple[str, ...] = ()
+    signatures_required: bool = False
+    allowed_signers: str = ""  # the allowed_signers file's content when the plan was made
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The settings of the playbook's phases, as the run passes them to the roles."""
+
+    snapshot_backend: str = "package"
+    reboot: str = "if-needed"  # if-needed / always / never
+    reboot_timeout: timedelta = timedelta(minutes=10)
+    min_free_disk: int = 500  # MB
+    healthy_before: bool = True
+    pending_reboot: str = "note"  # note / reboot-first / skip-host
+    backup_command: str = ""  # empty: no backup hook
+    backup_timeout: timedelta = timedelta(minutes=10)
+    # the policy's verification checks as the playbook takes them; hosts name theirs by index
+    checks: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunRules:
+    """How the run judges outcomes: threshold, rollback, retries, canary, quorum."""
+
+    error_threshold: Amount = field(default_factory=lambda: Amount(value=10, percent=True))
+    on_threshold: str = "halt"  # halt / continue
+    rollback: str = "host"  # host / batch / none
+    retries: int = 0  # attempts after the first for a host whose patch phase failed
+    canary_on_failure: str = "halt"  # halt / continue
+    canary_soak: timedelta = timedelta(0)
+    max_unavailable: Amount | None = None  # per cluster, members down at once
+    host_key_checking: bool = True  # False: ssh accepts any host key (policy connection.*)
+    environment: tuple[str, ...] = ()  # controller variables (globs) the playbooks may see
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The policy settings a change approver should see next to the batches."""
+    """What the run executes, carried by the plan so that ``run`` never reads the live policy,
+    and shown to the change approver next to the batches."""
 
-    approval_required: bool
-    approvers: tuple[str, ...]
-    error_threshold: str
-    on_threshold: str
-    rollback: str
-    snapshot_backend: str
-    reboot: str
-    retries: int
-    verification: tuple[str, ...]
-    host_key_checking: bool = True  # False: ssh accepts any host key (policy connection.*)
+    approval: ApprovalRules
+    phases: Phases
+    rules: RunRules
+    verification: tuple[str, ...]  # the checks, described for people
+
+    # The names the previews read.
+    @property
+    def approval_required(self) -> bool:
+        return self.approval.required
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        return self.approval.approvers
+
+    @property
+    def error_threshold(self) -> Amount:
+        return self.rules.error_threshold
+
+    @property
+    def on_threshold(self) -> str:
+        return self.rules.on_threshold
+
+    @property
+    def rollback(self) -> str:
+        return self.rules.rollback
+
+    @property
+    def snapshot_backend(self) -> str:
+        return self.phases.snapshot_backend
+
+    @property
+    def reboot(self) -> str:
+        return self.phases.reboot
+
+    @property
+    def retries(self) -> int:
+        return self.rules.retries
+
+    @property
+    def host_key_checking(self) -> bool:
+        return self.rules.host_key_checking
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A dry-run preview: approve it, and ``run`` executes exactly this."""
+    """A dry-run preview: approve it, and ``run`` executes exactly this.
+
+    Its id and hash come from what it decides; ``made_at``, the batches' estimated start times
+    and the warnings (which follow from the rest and the time it was made) are outside the hash,
+    so the same inputs planned a minute apart make the same plan.
+    """
 
     id: str
     hash: str
@@ -154,6 +271,8 @@ class Plan:
     skipped: tuple[SkippedHost, ...]
     exceptions: tuple[ExceptionUse, ...]
     warnings: tuple[str, ...]
+    # the clusters of hosts this plan would patch, when the policy sets max_unavailable
+    clusters: tuple[ClusterState, ...] = ()
 
     @property
     def planned(self) -> tuple[Batch, ...]:

@@ -395,10 +395,22 @@ class Snapshot(Section):
 
 
 class BackupHook(Section):
-    command: Paragraph = Field(description="Run on the controller before a host is patched.")
+    command: Paragraph = Field(
+        description="Run on the controller (bash) before a host is patched, with PATCHKIT_HOST, "
+        "PATCHKIT_HOST_ADDRESS, PATCHKIT_RUN_ID and PATCHKIT_BATCH set; a failure or timeout "
+        "leaves the host unpatched."
+    )
     timeout: Annotated[Duration, Within(timedelta(days=1), above_zero=True)] = Field(
         default=timedelta(minutes=10)
     )
+
+    @field_validator("command")
+    @classmethod
+    def _passes_through_ansible(cls, value: str) -> str:
+        # the command reaches the playbook inside a Jinja raw block (execution/ansible.py)
+        if "endraw" in value:
+            raise ValueError("the command may not contain 'endraw' (Ansible would read it)")
+        return value
 
 
 class Preparation(Section):

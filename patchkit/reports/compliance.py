@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from patchkit.model import Finding, Host, PendingUpdate, Severity
@@ -32,7 +31,7 @@ from patchkit.planning.priority import (
 from patchkit.policy.model import Policy, PolicyException
 from patchkit.reports import charts
 from patchkit.reports.plan import md, md_table, template_environment
-from patchkit.reports.terminal import shown, visible
+from patchkit.reports.terminal import Fit, FittedTable, shown, visible
 
 FORMAT = "patchkit-compliance-report/1"
 # Worst first: a host's status is the worst of its updates'.
@@ -391,9 +390,12 @@ def to_text(report: ComplianceReport) -> Group:
         f"compliance of policy {report.policy} at {report.at:%Y-%m-%d %H:%M %Z}: "
         f"{_counts(report.counts) or 'no hosts'}"
     )
-    hosts = Table(title="hosts (worst first)", title_justify="left")
-    for column in ("host", "status", "tier", "env", "outstanding updates", "note"):
-        hosts.add_column(column)
+    hosts = FittedTable("hosts (worst first)")
+    hosts.add_column("host", Fit.WHOLE)
+    hosts.add_column("status", Fit.WHOLE)
+    for column in ("tier", "env", "outstanding updates"):
+        hosts.add_column(column, Fit.WORDS)
+    hosts.add_column("note", Fit.FREE)
     for h in report.hosts:
         updates = "\n".join(
             f"{u.package} {u.candidate} {u.severity}: {u.status}, due {u.deadline:%Y-%m-%d}"
@@ -403,28 +405,31 @@ def to_text(report: ComplianceReport) -> Group:
             shown(h.host), Text(h.status, style=COLOURS.get(h.status, "")), shown(h.tier),
             shown(h.env), shown(updates), shown(h.note),
         )  # fmt: skip
-    totals = Table(title="totals", title_justify="left")
-    for column in ("by", "name", "hosts", "statuses"):
-        totals.add_column(column)
+    totals = FittedTable("totals")
+    totals.add_column("by", Fit.WHOLE)
+    totals.add_column("name", Fit.WORDS)
+    totals.add_column("hosts", Fit.WHOLE)
+    totals.add_column("statuses", Fit.WORDS)
     for t in report.totals:
         totals.add_row(t.by, shown(t.name), str(t.hosts), _counts(t.statuses))
-    excs = Table(title="exceptions", title_justify="left")
-    for column in ("hosts", "packages", "owner", "expires", "reason"):
-        excs.add_column(column)
+    excs = FittedTable("exceptions")
+    for column in ("hosts", "packages", "owner", "expires"):
+        excs.add_column(column, Fit.WORDS)
+    excs.add_column("reason", Fit.FREE)
     for e in report.exceptions:
         excs.add_row(
             shown(", ".join(e.hosts) or "any"), shown(", ".join(e.packages) or "all"),
             shown(e.owner), Text(e.expires + (" EXPIRED" if e.expired else ""),
                                style="red" if e.expired else ""), shown(e.reason),
         )  # fmt: skip
-    ttp = Table(title="time to patch", title_justify="left")
+    ttp = FittedTable("time to patch")
     for column in ("severity", "updates", "mean days", "within deadline"):
-        ttp.add_column(column)
+        ttp.add_column(column, Fit.WHOLE)
     for x in report.time_to_patch:
         ttp.add_row(x.severity, str(x.updates), f"{x.mean_days:.2f}", str(x.within_deadline))
-    windows = Table(title="windows", title_justify="left")
+    windows = FittedTable("windows")
     for column in ("month", "runs", "completed", "success rate"):
-        windows.add_column(column)
+        windows.add_column(column, Fit.WHOLE)
     for w in report.windows:
         windows.add_row(w.period, str(w.runs), str(w.completed), f"{w.success_rate:.0%}")
     return Group(head, hosts, totals, excs, ttp, windows)

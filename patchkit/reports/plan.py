@@ -18,16 +18,18 @@ from rich.table import Table
 from rich.text import Text
 
 from patchkit.model import Severity
+from patchkit.planning import codec
 from patchkit.planning.plan import STALE_FINDINGS, plan_body
 from patchkit.planning.types import Batch, HostPlan, Plan, Settings, SkipKind, SkippedHost
-from patchkit.reports.terminal import plain_text, shown, visible
+from patchkit.reports.terminal import Fit, FittedTable, plain_text, shown, visible
 
-FORMAT = "patchkit-plan/1"
+FORMAT = codec.FORMAT
 
 # Hosts whose state nobody knows come first: they are the ones a reader must not overlook.
 SKIP_TITLES: Mapping[SkipKind, str] = {
     SkipKind.NOT_ASSESSED: "never assessed: what they need is unknown, so they are not patched",
     SkipKind.UNREACHABLE: "unreachable when last assessed: not patched",
+    SkipKind.QUORUM: "held back to keep their cluster's quorum (max_unavailable): not patched",
     SkipKind.EXCEPTION: "held back by a policy exception",
     SkipKind.OTHER_WINDOW: "served by another window",
     SkipKind.NOTHING_TO_DO: "nothing to install",
@@ -94,6 +96,9 @@ class Facts:
     updates: int
     security: int
     estimates: str = ""  # where the host estimates come from, e.g. "4 host(s): p90 of …"
+    quorum: tuple[str, ...] = ()  # max_unavailable, then one line per cluster (plan.clusters)
+    # what the run enforces beyond the batches: approval rules, canary, backup, retries, reboots
+    enforced: tuple[tuple[str, str], ...] = ()
     risks: tuple[Risk, ...] = ()
     risk: str = "low"  # "high" when a risk is high, else "medium" when there is one
 
@@ -115,7 +120,7 @@ def facts(plan: Plan) -> Facts:
         held=_held(plan),
         reboots=reboots,
         reboot_why={h.host: _reboot_why(h, plan.settings.reboot) for h in reboots},
-        approvals=tuple(h for h in reboots if h.reboot_needs_approval),
+        approvals=tuple(h for h in planned if h.reboot_needs_approval),
         stale=tuple(h for h in planned if plan.made_at - h.assessed_at > STALE_FINDINGS),
         envs=tuple(sorted(Counter(h.env or "no env" for h in planned).items())),
         updates=sum(len(h.updates) for h in planned),
@@ -124,6 +129,8 @@ def facts(plan: Plan) -> Facts:
             f"{n} host(s): {basis}"
             for basis, n in sorted(Counter(h.estimate_basis for h in planned).items())
         ),
+        quorum=_quorum(plan),
+        enforced=_enforced(plan),
     )
     risks = _risks(plan, base)
     levels = {r.level for r in risks}
@@ -158,6 +165,66 @@ def _held(plan: Plan) -> tuple[HeldRow, ...]:
         for u in held:
             by_reason[(u.package, u.candidate, u.reason)].append(host)
     return tuple(HeldRow(p, c, r, tuple(sorted(hs))) for (p, c, r), hs in sorted(by_reason.items()))
+
+
+def _quorum(plan: Plan) -> tuple[str, ...]:
+    limit = plan.settings.rules.max_unavailable
+    if limit is None:
+        return ()
+    lines = [f"max {limit} down per cluster, counting members already down"]
+    for c in plan.clusters:
+        down = f" ({names(c.down)})" if c.down else ""
+        room = f"{c.budget} at a time" if c.budget > 0 else "none patched"
+        lines.append(f"{c.name}: {len(c.down)} of {c.size} down{down}, limit {c.limit}: {room}")
+    return tuple(lines)
+
+
+def _enforced(plan: Plan) -> tuple[tuple[str, str], ...]:
+    """What ``run`` enforces, in words for the approver (every item acts: see the tests named
+    in docs/policy-reference.md)."""
+    a, ph, r = plan.settings.approval, plan.settings.phases, plan.settings.rules
+    who = ", ".join(a.approvers) or "anyone"
+    approval = (
+        f"{a.needed} approval(s) by different approvers ({who})"
+        + ("; whoever made the plan may not approve it" if a.separation_of_duties else "")
+        + (
+            "; each signed with an SSH key listed in allowed_signers"
+            if a.signatures_required
+            else ""
+        )
+        + "; valid "
+        + (
+            f"for {span(a.expires_after)} after approval"
+            if a.expires_after
+            else "until the window ends"
+        )
+        + ", for one run only"
+        if a.required
+        else "not required"
+    )
+    emergency = (
+        f"outside the window only with an emergency approval by {', '.join(a.emergency_approvers)}"
+        if a.emergency_approvers
+        else "never outside the window (no emergency approvers named)"
+    )
+    lines = [
+        ("approval", approval),
+        ("when", f"only inside the window, before its cutoff; {emergency}; never in a freeze"),
+        ("retries", f"a host whose patch phase fails is tried {r.retries} more time(s)"
+                    if r.retries else "none: a failed patch counts at once"),
+        ("backup", f"`{ph.backup_command}` on the controller before each host (timeout "
+                   f"{span(ph.backup_timeout)}); a failed backup leaves the host unpatched"
+                   if ph.backup_command else "no backup hook"),
+    ]  # fmt: skip
+    if any(b.canary for b in plan.planned):
+        halt = "halts the window" if r.canary_on_failure == "halt" else "is judged by the threshold"
+        soak = f"; the next batch waits {span(r.canary_soak)}" if r.canary_soak else ""
+        lines.append(("canary", f"a canary host not patched {halt}{soak}"))
+    waves = [b for b in plan.planned if len(b.hosts) > b.concurrency]
+    if waves:
+        lines.append(("waves", "batches larger than their concurrency run in waves; the error "
+                      "threshold is judged after each wave"))  # fmt: skip
+    return tuple(lines)
 
 
 def _reboot_why(host: HostPlan, policy_reboot: str) -> str:
@@ -252,14 +319,22 @@ def plan_text(plan: Plan, *, detail: bool = True) -> Group:
     parts.append(_batch_table(plan, t))
     parts.append(_host_updates(plan, f) if detail else _package_table(f))
     if f.held:
-        held = _table(f"{len(f.held)} update(s) held back", "package", "candidate", "why", "hosts")
+        held = _table(
+            f"{len(f.held)} update(s) held back",
+            ("package", Fit.WHOLE),
+            ("candidate", Fit.WHOLE),
+            ("why", Fit.FREE),
+            ("hosts", Fit.WORDS),
+        )
         for r in f.held:
             held.add_row(
                 shown(r.package), shown(r.candidate), shown(r.reason), shown(names(r.hosts))
             )
         parts.append(held)
     for group in f.skipped:
-        table = _table(f"{len(group.hosts)} host(s) {group.title}", "host", "reason")
+        table = _table(
+            f"{len(group.hosts)} host(s) {group.title}", ("host", Fit.WHOLE), ("reason", Fit.FREE)
+        )
         style = "red" if group.kind in _UNKNOWN else ""
         for s in group.hosts:
             table.add_row(shown(s.host, style=style), shown(s.reason))
@@ -275,11 +350,11 @@ def plan_plain_text(plan: Plan, *, detail: bool = True, width: int = 120) -> str
     return plain_text(plan_text(plan, detail=detail), width=width)
 
 
-def _table(title: str, *columns: str) -> Table:
+def _table(title: str, *columns: tuple[str, Fit]) -> FittedTable:
     # As wide as its title at least, so that the title is never folded over the columns.
-    table = Table(title=title, title_justify="left", title_style="bold", min_width=len(title))
-    for column in columns:
-        table.add_column(column)
+    table = FittedTable(title, title_style="bold", min_width=len(title))
+    for header, fit in columns:
+        table.add_column(header, fit)
     return table
 
 
@@ -288,7 +363,7 @@ def _grid(rows: Iterable[tuple[str, Text | str]], title: str | None = None) -> T
     if title:
         grid.title, grid.title_justify, grid.title_style = title, "left", "bold"
     grid.add_column(style="bold")
-    grid.add_column()
+    grid.add_column(overflow="fold")  # a hash wider than the terminal folds, never cut
     for key, value in rows:
         grid.add_row(key, value if isinstance(value, Text) else shown(value))
     return grid
@@ -328,13 +403,18 @@ def _risk_text(f: Facts) -> Text:
     return text
 
 
-def _batch_table(plan: Plan, t: Clock) -> Table:
-    table = _table(f"{len(plan.batches)} batch(es), times estimated")
+def _batch_table(plan: Plan, t: Clock) -> FittedTable:
     # Short columns never wrap, so when the table is too wide the host names give way and a
     # batch of 25 hosts wraps into a few wide lines instead of a column one name wide.
-    for column in ("batch", "start to end", "hosts", "severity", "updates"):
-        table.add_column(column, no_wrap=column != "hosts")
-    table.add_column("reboot")
+    table = _table(
+        f"{len(plan.batches)} batch(es), times estimated",
+        ("batch", Fit.WHOLE),
+        ("start to end", Fit.WHOLE),
+        ("hosts", Fit.WORDS),
+        ("severity", Fit.WHOLE),
+        ("updates", Fit.WHOLE),
+        ("reboot", Fit.WORDS),
+    )
     for b in plan.batches:
         number = Text(str(b.number))
         if b.canary:
@@ -365,11 +445,12 @@ def _batch_table(plan: Plan, t: Clock) -> Table:
     return table
 
 
-def _host_updates(plan: Plan, f: Facts) -> Table:
+def _host_updates(plan: Plan, f: Facts) -> FittedTable:
     table = _table(
         "updates per host",
-        *("host", "batch", "severity / priority", "package", "installed → candidate"),
-        *("update severity", "origin", "security"),
+        *(("host", Fit.WHOLE), ("batch", Fit.WORDS), ("severity / priority", Fit.WORDS)),
+        *(("package", Fit.WORDS), ("installed → candidate", Fit.WORDS)),
+        *(("update severity", Fit.WORDS), ("origin", Fit.FREE), ("security", Fit.WHOLE)),
     )
     for h in plan.hosts():
         b = f.batch_of[h.host]
@@ -389,10 +470,12 @@ def _host_updates(plan: Plan, f: Facts) -> Table:
     return table
 
 
-def _package_table(f: Facts) -> Table:
+def _package_table(f: Facts) -> FittedTable:
     table = _table(
         f"{len(f.packages)} update(s) on the planned hosts",
-        *("package", "installed → candidate", "severity", "security", "reboot", "hosts"),
+        *(("package", Fit.WHOLE), ("installed → candidate", Fit.WORDS)),
+        *(("severity", Fit.WORDS), ("security", Fit.WHOLE), ("reboot", Fit.WHOLE)),
+        ("hosts", Fit.WORDS),
     )
     for r in f.packages:
         table.add_row(
@@ -406,8 +489,12 @@ def _package_table(f: Facts) -> Table:
     return table
 
 
-def _exception_table(plan: Plan) -> Table:
-    table = _table("policy exceptions", "owner", "covers", "reason", "expires", "status")
+def _exception_table(plan: Plan) -> FittedTable:
+    table = _table(
+        "policy exceptions",
+        *(("owner", Fit.WORDS), ("covers", Fit.WORDS), ("reason", Fit.FREE)),
+        *(("expires", Fit.WHOLE), ("status", Fit.WORDS)),
+    )
     for e in plan.exceptions:
         covers = ", ".join([*e.hosts, *e.packages])
         if e.expired:
@@ -427,6 +514,7 @@ def _host_keys(settings: Settings) -> str:
 def _settings(plan: Plan) -> Table:
     s = plan.settings
     approvers = ", ".join(s.approvers) or "nobody named"
+    quorum = _quorum(plan)
     return _grid(
         [
             ("error threshold", f"{s.error_threshold} failed host(s), then {s.on_threshold}"),
@@ -434,6 +522,8 @@ def _settings(plan: Plan) -> Table:
             ("retries", str(s.retries)),
             ("reboot policy", s.reboot),
             ("SSH host keys", _host_keys(s)),
+            *([("quorum", "\n".join(quorum))] if quorum else []),
+            *facts(plan).enforced,
             ("verification", "; ".join(s.verification) or "none"),
             ("approval", f"{'required' if s.approval_required else 'not required'}: {approvers}"),
         ],
@@ -446,9 +536,7 @@ def _settings(plan: Plan) -> Table:
 
 def plan_json(plan: Plan) -> str:
     """The plan as JSON for machines (docs/plan-format.md): stable keys, two-space indent."""
-    body = plan_body(plan)
-    body["format"] = FORMAT
-    return json.dumps(body, indent=2, sort_keys=True)
+    return json.dumps(plan_body(plan), indent=2, sort_keys=True)
 
 
 # ---------------------------------------------------------------- Markdown and HTML

@@ -16,15 +16,15 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
+from patchkit.model import Approval
 from patchkit.reports import charts
 from patchkit.reports.plan import md, md_table, template_environment
-from patchkit.reports.terminal import shown, visible
+from patchkit.reports.terminal import Fit, FittedTable, shown, visible
 
 FORMAT = "patchkit-run-report/1"
-PHASES = ("precheck", "snapshot", "patch", "reboot", "verify", "rollback")
+PHASES = ("precheck", "backup", "snapshot", "patch", "reboot", "verify", "rollback")
 BAD = ("failed", "unreachable")
 COLOURS = {
     "ok": "green",
@@ -34,6 +34,8 @@ COLOURS = {
     "rollback failed": "red",
     "rolled back": "yellow",
     "pending": "yellow",
+    "reboot pending": "yellow",
+    "held": "yellow",
     "not started": "yellow",
     "skipped": "yellow",
 }
@@ -65,6 +67,7 @@ class HostOutcome:
     rebooted: bool | None  # None: the reboot phase did not run
     checks: tuple[str, ...]  # verification checks with their result, e.g. "http …: ok"
     message: str  # the message that explains a failure, or the last phase's
+    attempts: int = 1  # tries of the patch phase (failure_handling.retries); phases: the last
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class RunReport:
     hosts: tuple[HostOutcome, ...]
     left: tuple[LeftOver, ...]
     counts: Mapping[str, int]  # outcome -> hosts
+    emergency: bool = False  # run outside its window on an emergency approval
 
 
 def _when(value: Any) -> datetime | None:
@@ -124,8 +128,8 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 1) if start and end else None
 
 
-def host_outcome(phases: Sequence[PhaseOutcome]) -> str:
-    """One word for what became of a host, from its recorded phases."""
+def host_outcome(phases: Sequence[PhaseOutcome], reboot_pending: bool = False) -> str:
+    """One word for what became of a host, from its recorded phases (its last try's)."""
     by = {p.phase: p.status for p in phases}
     if by.get("rollback") == "ok":
         return "rolled back"
@@ -137,8 +141,10 @@ def host_outcome(phases: Sequence[PhaseOutcome]) -> str:
             return p.status
     if by.get("precheck") == "skipped":
         return "skipped"
+    if by.get("precheck") == "not-run":
+        return "held"  # the quorum rule kept it from starting
     if by.get("verify") == "ok":
-        return "patched"
+        return "reboot pending" if reboot_pending else "patched"
     return "not started" if not phases else "incomplete"
 
 
@@ -159,7 +165,7 @@ def _explain(phases: Sequence[PhaseOutcome]) -> str:
 def build(
     record: Mapping[str, Any],
     plan: Mapping[str, Any],
-    approvals: Sequence[Mapping[str, Any]] = (),
+    approvals: Sequence[Approval] = (),
 ) -> RunReport:
     """The run report of ``record`` (``Ledger.run_record``) against ``plan`` (its body)."""
     planned_batch: dict[str, int] = {}
@@ -174,7 +180,12 @@ def build(
 
     phases: dict[str, list[PhaseOutcome]] = {}
     data: dict[tuple[str, str], Mapping[str, Any]] = {}
+    tries: dict[str, int] = {}
     for p in record["phases"]:
+        tries[p["host"]] = max(tries.get(p["host"], 1), int(p.get("attempt", 1)))
+    for p in record["phases"]:
+        if p["phase"] != "rollback" and int(p.get("attempt", 1)) != tries[p["host"]]:
+            continue  # an earlier try: counted in attempts, its verdict replaced by the last
         phases.setdefault(p["host"], []).append(
             PhaseOutcome(p["phase"], p["status"], p.get("seconds"), p["message"])
         )
@@ -203,8 +214,8 @@ def build(
     left: list[LeftOver] = []
     for name in sorted(planned_batch, key=lambda h: (planned_batch[h], h)):
         mine = phases.get(name, [])
-        outcome = host_outcome(mine)
         reboot = data.get((name, "reboot"), {})
+        outcome = host_outcome(mine, bool(reboot.get("pending")))
         verify = data.get((name, "verify"), {})
         checks = tuple(
             f"{c['name']}: {c['status']} ({c['detail']})" for c in verify.get("checks", [])
@@ -220,9 +231,13 @@ def build(
                 rebooted=reboot.get("rebooted") if reboot else None,
                 checks=checks,
                 message=_explain(mine),
+                attempts=tries.get(name, 1),
             )
         )
-        if outcome != "patched":
+        if outcome == "reboot pending":
+            why = str(reboot.get("message") or "reboot pending")
+            left.append(LeftOver(name, planned_batch[name], "its reboot", why))
+        elif outcome != "patched":
             status, reason = batch_reason.get(planned_batch[name], ("not-started", ""))
             if outcome == "not started":
                 why = f"batch {planned_batch[name]} {status}" + (
@@ -257,15 +272,24 @@ def build(
         started=started,
         ended=ended,
         seconds=_seconds(started, ended),
-        approvals=tuple(
-            f"{a['by']} at {stamp(_when(a['at']))}"
-            + (f" ({a['comment']})" if a.get("comment") else "")
-            for a in approvals
-        ),
+        approvals=tuple(_approval(a) for a in approvals),
+        emergency=bool(record.get("emergency")),
         batches=batches,
         hosts=tuple(hosts),
         left=tuple(left),
         counts=counts,
+    )
+
+
+def _approval(a: Approval) -> str:
+    marks = [m for m, on in (("EMERGENCY", a.emergency), ("signed", bool(a.signature)),
+                             ("with reboots", a.reboots)) if on]  # fmt: skip
+    used = f"; used by {a.consumed_by}" if a.consumed_by else ""
+    return (
+        f"{a.by} at {stamp(a.at)}"
+        + (f" [{', '.join(marks)}]" if marks else "")
+        + (f" ({a.comment})" if a.comment else "")
+        + used
     )
 
 
@@ -313,6 +337,10 @@ def to_csv(report: RunReport) -> str:
     return visible(out.getvalue())  # control characters shown escaped: a CSV gets cat too
 
 
+def _outcome(h: HostOutcome) -> str:
+    return h.outcome + (f" after {h.attempts} tries" if h.attempts > 1 else "")
+
+
 def _total(report: RunReport) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.counts.items()))
 
@@ -325,6 +353,7 @@ def to_markdown(report: RunReport) -> str:
         f"- started {report.started:%Y-%m-%d %H:%M:%S %Z}, "
         + (f"ended {report.ended:%Y-%m-%d %H:%M:%S %Z}" if report.ended else "not ended"),
         f"- approved by: {md('; '.join(report.approvals) or 'nobody')}",
+        *(["- **EMERGENCY run outside its window**"] if report.emergency else []),
         f"- hosts: {md(_total(report))}",
     ]
     if report.reason:
@@ -349,7 +378,7 @@ def to_markdown(report: RunReport) -> str:
     lines += md_table(
         ["host", "batch", "outcome", *PHASES, "packages", "message"],
         [
-            [h.host, h.batch, h.outcome, *(_phase(h, p) for p in PHASES), _changes(h), h.message]
+            [h.host, h.batch, _outcome(h), *(_phase(h, p) for p in PHASES), _changes(h), h.message]
             for h in report.hosts
         ],
     )
@@ -370,33 +399,42 @@ def to_text(report: RunReport) -> Group:
         visible(f": {report.reason}") if report.reason else "",
         f"\nhosts: {_total(report)}",
         visible(f"; approved by {'; '.join(report.approvals)}") if report.approvals else "",
+        ("\nEMERGENCY run outside its window", "bold red") if report.emergency else "",
     )
-    batches = Table(title="batches", title_justify="left")
-    for column in ("batch", "status", "hosts", "failed", "estimate s", "actual s", "why"):
-        batches.add_column(column)
+    batches = FittedTable("batches")
+    batches.add_column("batch", Fit.WHOLE)
+    batches.add_column("status", Fit.WHOLE)
+    batches.add_column("hosts", Fit.WORDS)
+    for column in ("failed", "estimate s", "actual s"):
+        batches.add_column(column, Fit.WHOLE)
+    batches.add_column("why", Fit.FREE)
     for b in report.batches:
         batches.add_row(
             str(b.number), b.status, shown(" ".join(b.hosts)), str(b.failed), _num(b.estimate),
             _num(b.seconds), shown(b.reason),
         )  # fmt: skip
-    hosts = Table(title="hosts", title_justify="left")
-    for column in ("host", "batch", "outcome", *PHASES, "message"):
-        hosts.add_column(column)
+    hosts = FittedTable("hosts")
+    hosts.add_column("host", Fit.WHOLE)
+    hosts.add_column("batch", Fit.WHOLE)
+    for column in ("outcome", *PHASES):  # "rolled back", "ok 2.0s"
+        hosts.add_column(column, Fit.WORDS)
+    hosts.add_column("message", Fit.FREE)
     for h in report.hosts:
         cells = []
         for phase in PHASES:
             shown_phase = _phase(h, phase)
             cells.append(Text(shown_phase, style=COLOURS.get(shown_phase.split(" ")[0], "")))
         hosts.add_row(
-            shown(h.host), str(h.batch), Text(h.outcome, style=COLOURS.get(h.outcome, "")),
+            shown(h.host), str(h.batch),
+            Text(_outcome(h), style=COLOURS.get(h.outcome, "")),
             *cells, shown(h.message[:160]),
         )  # fmt: skip
     parts: list[Any] = [head, batches, hosts]
     changed = [h for h in report.hosts if h.changes]
     if changed:
-        table = Table(title="package changes", title_justify="left")
+        table = FittedTable("package changes")
         for column in ("host", "package", "before", "after"):
-            table.add_column(column)
+            table.add_column(column, Fit.WHOLE)
         for h in changed:
             for c in h.changes:
                 table.add_row(
@@ -404,9 +442,11 @@ def to_text(report: RunReport) -> Group:
                 )
         parts.append(table)
     if report.left:
-        table = Table(title="left for the next window", title_justify="left")
-        for column in ("host", "batch", "what", "why"):
-            table.add_column(column)
+        table = FittedTable("left for the next window")
+        table.add_column("host", Fit.WHOLE)
+        table.add_column("batch", Fit.WHOLE)
+        table.add_column("what", Fit.WORDS)  # "all its updates", or held "package version"s
+        table.add_column("why", Fit.FREE)
         for x in report.left:
             table.add_row(shown(x.host), str(x.batch or "-"), shown(x.what), shown(x.why))
         parts.append(table)

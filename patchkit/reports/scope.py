@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 
 from patchkit.model import Finding
-from patchkit.reports.terminal import shown
+from patchkit.reports.terminal import Fit, FittedTable, shown
 
 
 def _cell(value: Any) -> Text:
@@ -23,9 +22,10 @@ def scope_tables(rows: Sequence[Mapping[str, Any]], policy: str | None) -> Group
     inside = [r for r in rows if r["in_scope"]]
     outside = [r for r in rows if not r["in_scope"]]
     title = f"in scope of policy {policy}" if policy else "in scope (no policy: every host)"
-    table = Table(title=shown(f"{len(inside)} host(s) {title}"), title_justify="left")
-    for column in ("host", "env", "tier", "cluster", "criticality"):
-        table.add_column(column)
+    table = FittedTable(shown(f"{len(inside)} host(s) {title}"))
+    table.add_column("host", Fit.WHOLE)
+    for column in ("env", "tier", "cluster", "criticality"):  # inventory values, any length
+        table.add_column(column, Fit.WORDS)
     for r in inside:
         crit = f"{r['criticality']} ({r['criticality_label']})" if "criticality" in r else "-"
         table.add_row(
@@ -33,20 +33,24 @@ def scope_tables(rows: Sequence[Mapping[str, Any]], policy: str | None) -> Group
         )
     parts: list[Any] = [table]
     if outside:
-        left = Table(title=f"{len(outside)} host(s) left out", title_justify="left")
-        left.add_column("host")
-        left.add_column("why")
+        left = FittedTable(f"{len(outside)} host(s) left out")
+        left.add_column("host", Fit.WHOLE)
+        left.add_column("why", Fit.FREE)
         for r in outside:
             left.add_row(shown(r["host"]), shown(f"{r['kind']}: {r['reason']}"))
         parts.append(left)
     return Group(*parts)
 
 
-def findings_table(found: Sequence[Finding], at: datetime) -> Table:
+def findings_table(found: Sequence[Finding], at: datetime) -> FittedTable:
     """One row per assessed host: reachable, pending updates, reboot already pending."""
-    table = Table(title=f"assessment at {at:%Y-%m-%d %H:%M %Z}", title_justify="left")
-    for column in ("host", "reachable", "pending", "packages", "reboot pending"):
-        table.add_column(column)
+    table = FittedTable(f"assessment at {at:%Y-%m-%d %H:%M %Z}")
+    table.add_column("host", Fit.WHOLE)
+    table.add_column("reachable", Fit.WHOLE)
+    table.add_column("pending", Fit.WHOLE)
+    # "package version, …", or why the host could not be reached: wraps, but between words
+    table.add_column("packages", Fit.WORDS)
+    table.add_column("reboot pending", Fit.WHOLE)
     for f in found:
         if not f.reachable:
             table.add_row(shown(f.host), Text("no", style="red"), "-", shown(f.message[:100]), "-")

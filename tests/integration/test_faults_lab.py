@@ -4,6 +4,9 @@ One window of three batches (canary host1; host3, host5, host2; host4, host6) me
 faults: demo-lib's update cannot be installed on host3, host5 is hard-reset (and stays off a
 while) while it patches, and host4's cable is pulled after it patched. The error threshold lets
 the window go on; rollback scope `host` puts each changed, failed host back to its snapshot.
+
+The fault ``install-fails-once`` (for the controller's retries) is checked on its own, with two
+attempts of the patch playbook on one host.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from patchkit import content
+from patchkit.execution.runner import run_playbook
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
 
-from .conftest import approve, http_status, planned_id, states, variant
+from .conftest import approve, http_status, on_host, patchkit_cli, planned_id, states, variant
 
 
 def run_with_faults(
@@ -94,3 +100,49 @@ def test_install_failure_hard_reset_and_cut_cable_are_recorded_and_rolled_back(
         assert http_status(lab_config, index) == 200, name
     for name in ("host1", "host2", "host6"):
         assert after[name].packages["demo-lib"] == "1.1", name
+
+
+def patch_demo_lib(lab: Path, run_id: str) -> dict[str, Any]:
+    """playbooks/patch.yml on host1 for demo-lib 1.1, as the controller runs one attempt; the
+    patch phase's result."""
+    result = run_playbook(
+        content.playbook("patch.yml"),
+        lab,
+        limit="host1",
+        extravars={
+            "patchkit_run_id": run_id,
+            "patchkit_batch": 1,
+            "patchkit_updates_by_host": {"host1": [{"package": "demo-lib", "candidate": "1.1"}]},
+            "patchkit_snapshot_backend": "package",
+        },
+        timeout=600,
+    )
+    patch = result.task("host1", "patchkit patch result")
+    assert patch is not None, [t.message for t in result.tasks if t.status == "failed"]
+    return dict(patch.result["msg"])
+
+
+def test_install_fails_once_fails_the_first_attempt_only(
+    lab_config: LabConfig, lab: Path, pristine: None
+) -> None:
+    lifecycle.set_updates(lab_config, "demo-lib", publish=True)
+    fault = ["lab", "--name", lab_config.name, "--root", str(lab_config.root)]
+    fault += ["--subnet", str(lab_config.subnet), "fault", "host1"]
+    done = patchkit_cli(*fault, "install-fails-once")
+    assert done.returncode == 0, done.stderr
+
+    first = patch_demo_lib(lab, "faults-once")
+    assert first["status"] == "failed"
+    assert "pre-removal" in first["message"] or "dpkg" in first["message"], first["message"]
+    assert states(lab, "host1")["host1"].packages["demo-lib"] == "1.0"  # dpkg kept 1.0
+
+    second = patch_demo_lib(lab, "faults-once")  # the retry: same run, same snapshot
+    assert second["status"] == "ok", second["message"]
+    assert states(lab, "host1")["host1"].packages["demo-lib"] == "1.1"
+
+    # `clear` takes the fault away before it fired
+    prerm = "/var/lib/dpkg/info/demo-lib.prerm"
+    assert patchkit_cli(*fault, "install-fails-once").returncode == 0
+    assert on_host(lab_config, 1, f"test -x {prerm} && echo set") == "set"
+    assert patchkit_cli(*fault, "clear").returncode == 0
+    assert on_host(lab_config, 1, f"test -e {prerm} || echo gone") == "gone"

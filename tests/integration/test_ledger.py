@@ -14,6 +14,7 @@ import pytest
 
 from patchkit.errors import ExitCode, LedgerError, RefusedError
 from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome
+from patchkit.execution.status import HostStatus, Phase, PhaseStatus
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, PendingUpdate
 
@@ -93,20 +94,20 @@ def ledger_with_plan(url: str) -> Ledger:
 def test_approvals_and_runs_round_trip(ledger_url: str) -> None:
     ledger = ledger_with_plan(ledger_url)
     ledger.approve("plan-abc", "abc" * 10, by="cab", at=T0, comment="ok")
-    assert ledger.approvals("plan-abc") == [
-        {"by": "cab", "at": T0, "hash": "abc" * 10, "comment": "ok", "reboots": False}
-    ]
+    assert [
+        (a.by, a.at, a.plan_hash, a.comment, a.reboots) for a in ledger.approvals("plan-abc")
+    ] == [("cab", T0, "abc" * 10, "ok", False)]
     end = T0 + timedelta(hours=1)
     ledger.start_run("run-1", "plan-abc", "abc" * 10, at=T0, holder="ctl:1")
     ledger.record_batch("run-1", 1, status="running", hosts=1, started=T0)
     patched = HostOutcome(
         host="a",
-        status="failed",
-        failed_phase="verify",
+        status=HostStatus.FAILED,
+        failed_phase=Phase.VERIFY,
         message="check failed",
         phases=(
-            PhaseOutcome("patch", "ok", "", 2.5),
-            PhaseOutcome("verify", "failed", "check failed", 1.0),
+            PhaseOutcome(Phase.PATCH, PhaseStatus.OK, "", 2.5),
+            PhaseOutcome(Phase.VERIFY, PhaseStatus.FAILED, "check failed", 1.0),
         ),
         changes=(PackageChange("lib", "1.0", "1.1"),),
         snapshot=("btrfs", "snap-1"),

@@ -73,9 +73,9 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_records(ledger_url: str) -
     ledger = Ledger(ledger_url)  # opening migrates
     assert schema_of(ledger_url) == (str(t.SCHEMA_VERSION), {c.name for c in t.approvals.columns})
     (old,) = ledger.approvals("plan-1")
-    assert (old["by"], old["comment"], old["reboots"]) == ("alice", "CHG-1", False)
+    assert (old.by, old.comment, old.reboots) == ("alice", "CHG-1", False)
     ledger.approve("plan-1", "h1", by="bob", at=T0, reboots=True)
-    assert [a["reboots"] for a in ledger.approvals("plan-1")] == [False, True]
+    assert [a.reboots for a in ledger.approvals("plan-1")] == [False, True]
     Ledger(ledger_url)  # opening an up-to-date ledger again changes nothing
     assert schema_of(ledger_url)[0] == str(t.SCHEMA_VERSION)
 

@@ -39,7 +39,7 @@ def test_every_molecule_scenario_passes() -> None:
     }
     # one scenario per role, and the whole patch -> break -> rollback sequence
     assert set(scenarios) == {
-        "precheck", "snapshot", "patch", "reboot", "verify", "rollback", "sequence"
+        "precheck", "backup", "snapshot", "patch", "reboot", "verify", "rollback", "sequence"
     }  # fmt: skip
     bin_dir = Path(sys.executable).parent
     env = os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -18,7 +18,7 @@ PLAN = [
     "-i",
     str(EXAMPLE / "hosts.yml"),
     "--findings",
-    str(EXAMPLE / "findings.json"),
+    str(ROOT / "examples" / "findings.json"),
     "--at",
     "2026-11-20T12:00+00:00",
     "--window",

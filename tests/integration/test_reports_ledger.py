@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from patchkit.cli.report import compliance_of, report_of
 from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome
+from patchkit.execution.status import HostStatus, Phase, PhaseStatus
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, Host, PendingUpdate, freeze
 from patchkit.planning.history import Install
@@ -40,10 +41,10 @@ def pending(package: str, candidate: str, first: datetime, origin: str = SEC) ->
     return PendingUpdate(package, "1.0", candidate, origin, first)
 
 
-def phases(verify: str = "ok") -> tuple[PhaseOutcome, ...]:
+def phases(verify: PhaseStatus = PhaseStatus.OK) -> tuple[PhaseOutcome, ...]:
     return tuple(
-        PhaseOutcome(p, verify if p == "verify" else "ok", "", 1.0)
-        for p in ("precheck", "snapshot", "patch", "reboot", "verify")
+        PhaseOutcome(p, verify if p == Phase.VERIFY else PhaseStatus.OK, "", 1.0)
+        for p in (Phase.PRECHECK, Phase.SNAPSHOT, Phase.PATCH, Phase.REBOOT, Phase.VERIFY)
     )
 
 
@@ -70,9 +71,9 @@ def ledger_with_history(url: str) -> Ledger:
     change = (PackageChange("openssl", "1.0", "3.1"),)
     ledger.record_outcomes(
         "run-1", 1,
-        [HostOutcome("web1", "patched", None, "", phases(), change, ("lab", "run-1")),
-         HostOutcome("web2", "failed", "verify", "503", phases("failed"), change,
-                     ("lab", "run-1"))],
+        [HostOutcome("web1", HostStatus.PATCHED, None, "", phases(), change, ("lab", "run-1")),
+         HostOutcome("web2", HostStatus.FAILED, Phase.VERIFY, "503",
+                     phases(PhaseStatus.FAILED), change, ("lab", "run-1"))],
         started=start, ended=end,
     )  # fmt: skip
     ledger.record_batch("run-1", 1, status="failed", hosts=2, failed=1, started=start, ended=end)
@@ -93,7 +94,7 @@ class Rolled:
     """What execution.rollback.Result looks like to the ledger (host, batch, status, phases)."""
 
     host, batch, status, message = "web2", 1, "rolled-back", "restored"
-    phases = (PhaseOutcome("rollback", "ok", "restored", 2.0),)
+    phases = (PhaseOutcome(Phase.ROLLBACK, PhaseStatus.OK, "restored", 2.0),)
     data: ClassVar[dict[str, object]] = {}
 
 

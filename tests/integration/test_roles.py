@@ -8,6 +8,7 @@ themselves. ``pristine`` puts every host back afterwards.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -23,19 +24,21 @@ from patchkit.lab.config import LabConfig
 
 from .conftest import on_host, states
 
-PHASES = ("precheck", "snapshot", "patch", "reboot", "verify")
+PHASES = ("precheck", "backup", "snapshot", "patch", "reboot", "verify")
 COMMON = {"phase", "status", "message"}
 # The keys of each phase's result, as docs/playbook-contract.md lists them.
 KEYS = {
     "precheck": COMMON
     | {"reachable", "os_family", "free_disk_mb", "min_free_disk_mb", "reboot_pending"}
     | {"pending_reboot_policy", "pending_reboot_action", "healthy", "checks"},
+    "backup": COMMON | {"rc", "seconds", "timeout", "timed_out", "stderr_tail"},
     "snapshot": COMMON
     | {"backend", "id", "location", "existing", "kept", "manifest", "packages_recorded"},
     "patch": COMMON | {"updates", "extra_changes", "reboot_required", "reboot_required_packages"},
     "reboot": COMMON
     | {"policy", "reboot_required", "rebooted", "boot_id_before", "boot_id_after"}
-    | {"kernel_before", "kernel_after", "system_state", "elapsed"},
+    | {"kernel_before", "kernel_after", "system_state", "elapsed"}
+    | {"mode", "predicted", "required", "pending"},
     "verify": COMMON | {"checks", "failed_checks"},
 }
 CHECK_KEYS = {"name", "type", "target", "status", "detail"}
@@ -151,7 +154,12 @@ def test_a_batch_of_two_hosts_goes_through_every_phase(
     assert result.status == "successful", [t for t in result.tasks if t.status == "failed"]
     for index, host in ((1, "host1"), (2, "host2")):
         phases = {phase: outcome(result, host, phase) for phase in PHASES}
-        assert {phase: r["status"] for phase, r in phases.items()} == dict.fromkeys(PHASES, "ok")
+        # no backup hook configured: skipped, and the host goes on
+        assert {phase: r["status"] for phase, r in phases.items()} == {
+            **dict.fromkeys(PHASES, "ok"),
+            "backup": "skipped",
+        }
+        assert phases["backup"]["message"] == "no backup hook"
 
         precheck = phases["precheck"]
         assert precheck["reachable"] and precheck["os_family"] == "Debian"
@@ -175,6 +183,8 @@ def test_a_batch_of_two_hosts_goes_through_every_phase(
 
         reboot = phases["reboot"]
         assert reboot["rebooted"] is True
+        assert reboot["mode"] == "if-needed" and reboot["required"] is True
+        assert (reboot["predicted"], reboot["pending"]) == (False, False)
         assert reboot["boot_id_before"] == before[host].boot_id
         assert reboot["boot_id_after"] == after[host].boot_id != before[host].boot_id
         assert (reboot["kernel_before"], reboot["kernel_after"]) == ("1.0", "1.1")
@@ -326,6 +336,256 @@ def test_a_snapshot_backend_that_is_not_shipped_is_refused(
     assert "package, lab, none" in snapshot["message"]
     assert result.task("host1", "patchkit patch result") is None  # so nothing was patched
     assert states(lab, "host1")["host1"].packages["demo-lib"] == "1.0"
+
+
+# ---------------------------------------------------------------- backup (on the controller)
+
+
+def not_patched_after(result: PlaybookResult, host: str, phase: str) -> None:
+    """``host`` stopped at ``phase``: no later phase reported, the host failed."""
+    for later in PHASES[PHASES.index(phase) + 1 :]:
+        assert result.task(host, f"patchkit {later} result") is None, later
+    assert host in result.failed()
+
+
+def test_the_backup_hook_runs_on_the_controller_before_the_snapshot(
+    lab_config: LabConfig,
+    lab: Path,
+    pristine: None,
+    published: None,
+    run_id: str,
+    tmp_path: Path,
+) -> None:
+    seen = tmp_path / "backup-seen"
+    hook = (
+        f"env | grep ^PATCHKIT_ | sort > {seen}/$PATCHKIT_HOST.env; "
+        f"hostname > {seen}/$PATCHKIT_HOST.where; echo 'dump: 3 tables' >&2"
+    )
+    seen.mkdir()
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host1": ["demo-lib"], "host2": ["demo-lib"]},
+        patchkit_backup_command=hook,
+        patchkit_backup_timeout=30,
+    )
+    assert result.status == "successful", [t.message for t in result.tasks if t.status == "failed"]
+    for index, host in ((1, "host1"), (2, "host2")):
+        backup = outcome(result, host, "backup")
+        assert (backup["status"], backup["rc"], backup["timed_out"]) == ("ok", 0, False)
+        assert backup["timeout"] == 30 and 0 <= backup["seconds"] < 30
+        assert backup["stderr_tail"] == ["dump: 3 tables"]
+        assert backup["message"].startswith("backup hook done in ")
+        # on the controller, with the host named in its environment
+        assert (seen / f"{host}.where").read_text().strip() == socket.gethostname()
+        assert (seen / f"{host}.env").read_text().splitlines() == [
+            "PATCHKIT_BATCH=1",
+            f"PATCHKIT_HOST={host}",
+            f"PATCHKIT_HOST_ADDRESS={lab_config.address(index)}",
+            f"PATCHKIT_RUN_ID={run_id}",
+        ]
+        names = [t.task for t in result.for_host(host) if t.task.startswith("patchkit ")]
+        assert names == [f"patchkit {phase} result" for phase in PHASES]
+        assert outcome(result, host, "patch")["updates"][0]["after"] == "1.1"
+
+
+def test_a_failing_backup_leaves_its_host_unpatched(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    hook = (
+        '[ "$PATCHKIT_HOST" != host2 ]'
+        ' || { echo "vault: 3 left" >&2; echo "no space" >&2; exit 3; }'
+    )
+    result = patch_batch(
+        lab, run_id, {"host1": ["demo-lib"], "host2": ["demo-lib"]}, patchkit_backup_command=hook
+    )
+    failed = outcome(result, "host2", "backup")
+    assert (failed["status"], failed["rc"], failed["timed_out"]) == ("failed", 3, False)
+    assert failed["stderr_tail"] == ["vault: 3 left", "no space"]
+    assert failed["message"].startswith("not patched: the backup hook failed (exit 3 after ")
+    assert failed["message"].endswith("): vault: 3 left | no space")
+    not_patched_after(result, "host2", "backup")
+    assert outcome(result, "host1", "verify")["status"] == "ok"  # the other host went on
+    after = states(lab, "host1,host2")
+    assert (after["host1"].packages["demo-lib"], after["host2"].packages["demo-lib"]) == (
+        "1.1",
+        "1.0",
+    )
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of the controller's processes that contain ``text``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if text in line:
+            found.append(line)
+    return found
+
+
+def test_a_backup_out_of_time_is_stopped_and_leaves_the_host_unpatched(
+    lab: Path, pristine: None, published: None, run_id: str, tmp_path: Path
+) -> None:
+    late = tmp_path / "finished"
+    # the hook ignores SIGTERM: only the SIGKILL that follows it 10 s later stops it
+    hook = f"trap '' TERM; echo 'copying' >&2; sleep 40; touch {late}"
+    started = time.monotonic()
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host3": ["demo-lib"]},
+        patchkit_backup_command=hook,
+        patchkit_backup_timeout=3,
+    )
+    took = time.monotonic() - started
+    backup = outcome(result, "host3", "backup")
+    assert (backup["status"], backup["timed_out"]) == ("failed", True)
+    assert backup["message"] == "not patched: the backup hook timed out after 3 s: copying"
+    assert 3 <= backup["seconds"] < 20 and took < 40
+    not_patched_after(result, "host3", "backup")
+    assert states(lab, "host3")["host3"].packages["demo-lib"] == "1.0"
+    assert not processes_mentioning(str(late))  # the hook was killed, not left running
+
+
+# ---------------------------------------------------------------- reboot decisions per host
+
+
+def reboots(result: PlaybookResult, host: str) -> tuple[str, bool, bool, bool, str]:
+    """mode, rebooted, required, pending, message of the host's reboot phase (status ok)."""
+    reboot = outcome(result, host, "reboot")
+    assert reboot["status"] == "ok", reboot["message"]
+    assert reboot["rebooted"] == (reboot["boot_id_before"] != reboot["boot_id_after"])
+    return (
+        reboot["mode"],
+        reboot["rebooted"],
+        reboot["required"],
+        reboot["pending"],
+        reboot["message"],
+    )
+
+
+def test_each_host_reboots_as_its_mode_says(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    # demo-lib asks for no reboot, demo-kernel does (/run/reboot-required)
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host1": ["demo-lib"], "host2": ["demo-kernel"], "host3": ["demo-kernel"]},
+        patchkit_reboot_by_host={
+            "host1": {"mode": "always", "predicted": False},
+            "host2": {"mode": "held", "predicted": True},
+            "host3": {"mode": "never", "predicted": True},
+        },
+    )
+    assert result.status == "successful"
+    assert reboots(result, "host1")[:4] == ("always", True, False, False)
+    held = reboots(result, "host2")
+    assert held == ("held", False, True, True, "reboot pending: downtime not approved")
+    never = reboots(result, "host3")
+    assert never == ("never", False, True, True, "reboot pending (policy: never)")
+    assert outcome(result, "host2", "reboot")["predicted"] is True
+
+
+def test_if_needed_reboots_on_the_plans_prediction_too(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host1": ["demo-lib"], "host2": ["demo-lib"], "host3": ["demo-kernel"]},
+        patchkit_reboot_by_host={
+            "host1": {"mode": "if-needed", "predicted": True},
+            "host2": {"mode": "if-needed", "predicted": False},
+        },  # host3 has no entry: patchkit_reboot_policy (if-needed) and its flag decide
+    )
+    assert result.status == "successful"
+    predicted = reboots(result, "host1")
+    assert predicted[:4] == ("if-needed", True, False, False)
+    assert "the plan predicted the reboot" in predicted[4]
+    assert reboots(result, "host2") == (
+        "if-needed",
+        False,
+        False,
+        False,
+        "not rebooted: no reboot required",
+    )
+    assert reboots(result, "host3")[:4] == ("if-needed", True, True, False)
+    assert outcome(result, "host3", "reboot")["predicted"] is False
+
+
+def test_a_bad_reboot_mode_fails_before_any_phase(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    result = patch_batch(
+        lab, run_id, {"host1": ["demo-lib"]}, patchkit_reboot_by_host={"host1": {"mode": "later"}}
+    )
+    assert result.failed() == {"host1"}
+    assert not [t for t in result.tasks if t.task.startswith("patchkit ")]
+    (failure,) = [t for t in result.tasks if t.status == "failed"]
+    assert "always, if-needed, never, held" in failure.message, failure.message
+
+
+def test_reboot_first_waits_only_as_long_as_the_reboot_timeout(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    on_host(lab_config, 1, "touch /run/reboot-required")
+    hosts.set_boot_delay(lab_config, 1, 60)  # it comes back long after the reboot timeout
+    started = time.monotonic()
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host1": ["demo-lib"]},
+        patchkit_precheck_pending_reboot="reboot-first",
+        patchkit_reboot_timeout=15,
+    )
+    took = time.monotonic() - started
+    precheck = outcome(result, "host1", "precheck")
+    assert precheck["status"] == "failed" and precheck["pending_reboot_action"] == "rebooted"
+    assert precheck["message"].endswith("(timeout=15)"), precheck["message"]
+    assert took < 60  # the default 600 s would have waited for the host to come back
+    not_patched_after(result, "host1", "precheck")
+
+
+# ---------------------------------------------------------------- rollback's own reboot
+
+
+def test_rollback_reboots_by_its_own_rule_whatever_the_windows_settings(
+    lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    patched = patch_batch(lab, run_id, {"host2": ["demo-lib"]})
+    assert outcome(patched, "host2", "patch")["status"] == "ok"
+    result = run_playbook(
+        content.playbook("rollback.yml"),
+        lab,
+        limit="host2",
+        extravars={
+            "patchkit_rollback_by_host": {
+                "host2": {
+                    "backend": "package",
+                    "snapshot_id": run_id,
+                    "changes": [{"package": "demo-lib", "before": "1.0", "after": "1.1"}],
+                }
+            },
+            "patchkit_checks_by_host": {"host2": CHECKS},
+            # the patch window's settings, which the controller passes to rollback.yml too
+            "patchkit_reboot_policy": "always",
+            "patchkit_reboot_by_host": {"host2": {"mode": "always", "predicted": True}},
+            "patchkit_reboot_timeout": 120,
+        },
+        timeout=600,
+    )
+    assert result.status == "successful", [t.message for t in result.tasks if t.status == "failed"]
+    rolled = result.task("host2", "patchkit rollback result")
+    assert rolled is not None and rolled.result["msg"]["status"] == "ok"
+    # a package rollback reboots only when the host asks: demo-lib 1.0 does not
+    reboot = outcome(result, "host2", "reboot")
+    assert (reboot["mode"], reboot["predicted"], reboot["rebooted"]) == ("if-needed", False, False)
+    assert reboot["policy"] == "always"  # the window's policy, shown, not applied
+    assert states(lab, "host2")["host2"].packages["demo-lib"] == "1.0"
 
 
 @pytest.fixture(autouse=True)

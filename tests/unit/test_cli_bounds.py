@@ -21,12 +21,13 @@ import pytest
 from patchkit.cli import consoles, main
 from patchkit.errors import ExitCode, PlanningError
 from patchkit.execution.events import PhaseOutcome
+from patchkit.execution.status import Phase, PhaseStatus
 from patchkit.ledger import Ledger
 from patchkit.planning.windows import LATEST, next_occurrence, upcoming
 from patchkit.policy.model import Window
 
 EXAMPLE = ["-p", "policies/example.yml", "-i", "inventories/example/hosts.yml"]
-FINDINGS = ["--findings", "inventories/example/findings.json"]
+FINDINGS = ["--findings", "examples/findings.json"]
 AT = ["--at", "2026-11-20T12:00+00:00"]
 HUGE = str(10**30)
 OUTPUT = "Invalid value for '-o' / '--output':"  # how click names the option, once
@@ -267,7 +268,9 @@ def _recorded_run(run_cli: Run, ledger_url: str) -> tuple[str, str]:
     ledger = Ledger(ledger_url)
     try:
         ledger.start_run("run-1", body["id"], body["hash"], at=when, holder="test:1")
-        ledger.record_phase("run-1", 1, host, PhaseOutcome("patch", "failed", "boom", 1), at=when)
+        ledger.record_phase(
+            "run-1", 1, host, PhaseOutcome(Phase.PATCH, PhaseStatus.FAILED, "boom", 1), at=when
+        )
         ledger.record_batch("run-1", 1, status="failed", hosts=1, failed=1, started=when)
         ledger.finish_run("run-1", status="failed", reason="boom", at=when)
     finally:

@@ -29,6 +29,7 @@ from patchkit import findings as findings_file
 from patchkit.cli import consoles, main
 from patchkit.errors import ExitCode
 from patchkit.execution.events import PhaseOutcome
+from patchkit.execution.status import Phase, PhaseStatus
 from patchkit.lab.lifecycle import HostStatus, LabStatus
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, PendingUpdate
@@ -36,6 +37,7 @@ from patchkit.reports.lab import status_table
 from patchkit.reports.run import RunProgress
 from patchkit.reports.scope import findings_table
 from patchkit.reports.terminal import PlainConsole, visible
+from tests.unit.plans import make
 
 # rich markup ([/] crashes, [bold] and [a-z0-9] vanish) and emoji codes (:100:, :end:): what a
 # policy may hold (its loader refuses control characters).
@@ -167,7 +169,7 @@ def _record_run(fleet: Fleet, body: dict[str, Any]) -> str:
         ledger.approve(body["id"], body["hash"], by=MARKUP, at=WHEN, comment=HOSTILE)
         ledger.start_run("run-1", body["id"], body["hash"], at=WHEN, holder="test:1")
         ledger.record_phase(
-            "run-1", 1, "web1", PhaseOutcome("patch", "failed", HOSTILE, 2.0), at=WHEN
+            "run-1", 1, "web1", PhaseOutcome(Phase.PATCH, PhaseStatus.FAILED, HOSTILE, 2.0), at=WHEN
         )
         ledger.record_batch(
             "run-1", 1, status="failed", hosts=1, failed=1, started=WHEN, ended=WHEN,
@@ -342,11 +344,7 @@ def test_the_lab_status_table_shows_host_roles_verbatim() -> None:
 
 
 def test_the_live_view_shows_host_names_verbatim() -> None:
-    plan = {
-        "window": {"end": "2026-11-20T13:00:00+00:00"},
-        "batches": [{"number": 1, "hosts": [{"host": HOSTILE}]}],
-    }
-    progress = RunProgress(plan, lambda: WHEN)
+    progress = RunProgress(make(names=[HOSTILE]), lambda: WHEN)
     progress.batch_changed(1, "running")
     progress.task(HOSTILE, "patchkit patch result", "failed")
     shown = _rendered(progress.render())

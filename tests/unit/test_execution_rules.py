@@ -36,6 +36,7 @@ def full_run(host: str, verify: str = "ok") -> list[TaskResult]:
     return [
         task(host, "ok"),
         result(host, "precheck"),
+        result(host, "backup", "skipped", message="no backup hook"),
         result(host, "snapshot", backend="lab", id="run-1"),
         result(host, "patch", **PATCH),
         result(host, "reboot", rebooted=True),
@@ -46,7 +47,7 @@ def full_run(host: str, verify: str = "ok") -> list[TaskResult]:
 def test_a_clean_host_is_patched_with_its_changes_and_snapshot() -> None:
     out = host_outcome("h1", full_run("h1"))
     assert out.status == "patched" and out.failed_phase is None
-    assert [p.status for p in out.phases] == ["ok"] * 5
+    assert [p.status for p in out.phases] == ["ok", "skipped", "ok", "ok", "ok", "ok"]
     assert [(c.package, c.before, c.after) for c in out.changes] == [
         ("demo-lib", "1.0", "1.1"),
         ("demo-new", None, "2.0"),
@@ -67,16 +68,35 @@ def test_unhealthy_before_patching_is_not_patched_and_not_a_failure() -> None:
     tasks = [result("h1", "precheck", "failed", message="not patched: unhealthy before patching")]
     out = host_outcome("h1", tasks)
     assert out.status == "not-patched" and out.failed_phase == "precheck"
-    assert [p.status for p in out.phases] == ["failed"] + ["not-run"] * 4
+    assert [p.status for p in out.phases] == ["failed"] + ["not-run"] * 5
     assert not out.counts_as_failure
 
 
 def test_host_lost_mid_phase_is_unreachable_in_that_phase() -> None:
-    tasks = [*full_run("h1")[:4], task("h1", "unreachable", "Failed to connect")]
+    tasks = [*full_run("h1")[:5], task("h1", "unreachable", "Failed to connect")]
     out = host_outcome("h1", tasks)
     assert out.status == "unreachable" and out.failed_phase == "reboot"
     assert out.message == "Failed to connect"
     assert out.counts_as_failure
+
+
+def test_a_failed_backup_leaves_the_host_unpatched_and_is_no_failure() -> None:
+    tasks = [
+        result("h1", "precheck"),
+        result("h1", "backup", "failed", message="timed out after 600 s"),
+    ]
+    out = host_outcome("h1", tasks)
+    assert out.status == "not-patched" and out.failed_phase == "backup"
+    assert out.message == "timed out after 600 s" and not out.counts_as_failure
+    assert [p.status for p in out.phases][2:] == ["not-run"] * 4
+
+
+def test_a_reboot_left_pending_is_its_own_outcome() -> None:
+    tasks = full_run("h1")
+    tasks[5] = result("h1", "reboot", pending=True, message="reboot pending: downtime not approved")
+    out = host_outcome("h1", tasks)
+    assert out.status == "reboot-pending" and out.done and not out.counts_as_failure
+    assert out.message == "reboot pending: downtime not approved"
 
 
 def test_unreachable_from_the_start() -> None:

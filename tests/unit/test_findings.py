@@ -317,14 +317,15 @@ def test_the_documented_example_is_valid_and_as_written() -> None:
 def test_the_example_findings_are_what_make_findings_writes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    example = Path(__file__).parents[2] / "inventories" / "example"
-    spec = importlib.util.spec_from_file_location("make_findings", example / "make_findings.py")
+    root = Path(__file__).parents[2]
+    examples = root / "examples"
+    spec = importlib.util.spec_from_file_location("make_findings", examples / "make_findings.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
-    fleet = inventory.load(example / "hosts.yml")
-    text = (example / "findings.json").read_text()
+    fleet = inventory.load(root / "inventories" / "example" / "hosts.yml")
+    text = (examples / "findings.json").read_text()
     assert findings.dumps(module.assess_fleet(fleet)) == text, "rerun make_findings.py"
     found = findings.loads(text, "findings.json")
     names = {h.name for h in fleet}

@@ -197,7 +197,7 @@ def test_a_directory_inventory_agrees(tmp_path: Path, empty_dir: Path) -> None:
 
 
 def test_the_ini_variant_agrees(empty_dir: Path) -> None:
-    hosts = assert_agrees([EXAMPLE / "ini" / "hosts.ini"], empty_dir)
+    hosts = assert_agrees([ROOT / "inventories" / "example-ini" / "hosts.ini"], empty_dir)
     by_name = {h.name: h for h in hosts}
     assert {"web01.example.net", "web04.example.net", "db-b.example.net"} <= by_name.keys()
     assert "batch02.example.net" not in by_name  # batch[01:05:2] steps by two

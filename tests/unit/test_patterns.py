@@ -19,7 +19,7 @@ from patchkit.planning.patterns import PatternError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example" / "hosts.yml"
-INI = ROOT / "inventories" / "example" / "ini" / "hosts.ini"
+INI = ROOT / "inventories" / "example-ini" / "hosts.ini"
 
 
 class Fleet:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import html
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from importlib.resources import files
@@ -16,20 +18,28 @@ from zoneinfo import ZoneInfo
 import pytest
 from rich.console import Console
 
+from patchkit.errors import PlanningError
 from patchkit.model import Severity
-from patchkit.planning.plan import canonical, content_hash
+from patchkit.planning import codec
+from patchkit.planning.plan import content_hash
 from patchkit.planning.types import (
+    ApprovalRules,
     Batch,
+    ClusterState,
     ExceptionUse,
+    FreezeSpan,
     HeldUpdate,
     HostPlan,
+    Phases,
     Plan,
+    RunRules,
     SelectedUpdate,
     Settings,
     SkipKind,
     SkippedHost,
     WindowSlot,
 )
+from patchkit.policy.values import Amount
 from patchkit.reports.plan import (
     FORMAT,
     facts,
@@ -132,6 +142,7 @@ def sample_plan(web: str = "web1", package: str = "openssl") -> Plan:
         SkippedHost("new1", SkipKind.NOT_ASSESSED, "never assessed: run patchkit assess"),
         SkippedHost("down1", SkipKind.UNREACHABLE, "unreachable: ssh timed out"),
         SkippedHost("clean1", SkipKind.NOTHING_TO_DO, "all 1 pending updates held", (tz,)),
+        SkippedHost("pg2", SkipKind.QUORUM, "cluster pg: 1 of 2 members down (down1)"),
     )
     plan = Plan(
         id="",
@@ -146,16 +157,23 @@ def sample_plan(web: str = "web1", package: str = "openssl") -> Plan:
             end=OPEN + timedelta(hours=4),
             cutoff=OPEN + timedelta(hours=3, minutes=30),
             frozen=("2026-11-21 22:00: year-end freeze",),
+            freezes=(FreezeSpan(date(2026, 11, 21), date(2026, 11, 22), "year-end freeze"),),
         ),
         settings=Settings(
-            approval_required=True,
-            approvers=("alice", "bob"),
-            error_threshold="10%",
-            on_threshold="halt",
-            rollback="host",
-            snapshot_backend="package",
-            reboot="if-needed",
-            retries=1,
+            approval=ApprovalRules(required=True, approvers=("alice", "bob"), needed=2),
+            phases=Phases(
+                snapshot_backend="package",
+                reboot="if-needed",
+                checks=(
+                    {"type": "systemd", "unit": "nginx"},
+                    {"type": "http", "url": "http://127.0.0.1:8081/health", "status": 200},
+                ),
+            ),
+            rules=RunRules(
+                error_threshold=Amount(value=10, percent=True),
+                retries=1,
+                max_unavailable=Amount(value=1),
+            ),
             verification=("unit nginx active", "GET http://127.0.0.1:8081/health → 200"),
         ),
         batches=(canary, second, late),
@@ -170,6 +188,7 @@ def sample_plan(web: str = "web1", package: str = "openssl") -> Plan:
             "the window cannot hold every batch: 1 host(s) are left for the next window",
             "reboot needs explicit approval on: db1",
         ),
+        clusters=(ClusterState("pg", 2, 1, ("down1",), ("down1", "pg2")),),
     )
     digest = content_hash(plan)
     return dataclasses.replace(plan, id=f"plan-{digest[:12]}", hash=digest)
@@ -228,55 +247,122 @@ def test_plain_text_has_no_colour_codes() -> None:
 # ---------------------------------------------------------------- JSON
 
 
+DOC = Path(__file__).parents[2] / "docs" / "plan-format.md"
+
+
+def doc_block(language: str) -> str:
+    """The first fenced block of ``language`` in docs/plan-format.md."""
+    block = re.search(rf"```{language}\n(.*?)\n```", DOC.read_text(), re.DOTALL)
+    assert block is not None, language
+    return block.group(1)
+
+
+def reader_checks(doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Run the documentation's hash check, as a reader would, on ``doc`` given on stdin."""
+    return subprocess.run(
+        [sys.executable, "-c", doc_block("python")],
+        input=json.dumps(doc, indent=2, sort_keys=True),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def test_json_has_format_and_round_trips_ids_and_counts() -> None:
     plan = sample_plan()
     doc = json.loads(plan_json(plan))
-    assert doc["format"] == FORMAT == "patchkit-plan/1"
+    assert doc["format"] == FORMAT == "patchkit-plan/2"
     assert (doc["id"], doc["hash"], doc["policy"]) == (plan.id, plan.hash, plan.policy)
+    assert doc["id"] == f"plan-{doc['hash'][:12]}"
+    assert codec.decode(doc) == plan
     assert [b["number"] for b in doc["batches"]] == [1, 2, 3]
     assert [b["next_window"] for b in doc["batches"]] == [False, False, True]
     assert sum(len(b["hosts"]) for b in doc["batches"]) == len(plan.hosts()) == 4
     assert {s["kind"] for s in doc["skipped"]} == {k.value for k in SkipKind}
     assert doc["batches"][1]["hosts"][0]["reboot_needs_approval"] is True
     assert doc["window"]["start"] == "2026-11-28T22:00:00+01:00"
+    assert doc["window"]["freezes"] == [
+        {"start": "2026-11-21", "end": "2026-11-22", "reason": "year-end freeze"}
+    ]
+    assert set(doc["settings"]) == {"approval", "phases", "rules", "verification"}
+    assert doc["settings"]["approval"]["expires_after"] is None
+    assert doc["settings"]["rules"]["error_threshold"] == "10%"
+    assert doc["settings"]["phases"]["reboot_timeout"] == 600
+    assert doc["clusters"] == [
+        {"name": "pg", "size": 2, "limit": 1, "down": ["down1"], "members": ["down1", "pg2"]}
+    ]
+    with pytest.raises(PlanningError, match="older patchkit"):
+        codec.decode({**doc, "format": "patchkit-plan/1"})
 
 
 def test_json_hash_can_be_checked_by_a_reader() -> None:
-    """What docs/plan-format.md says: sha256 of the canonical body without format, id, hash."""
+    """The script in docs/plan-format.md, run on a plan, gets its hash; what the document says
+    is outside the hash may change, anything else may not."""
     doc = json.loads(plan_json(sample_plan()))
-    claimed = doc.pop("hash")
-    for key in ("format", "id"):
-        doc.pop(key)
-    assert hashlib.sha256(canonical(doc)).hexdigest() == claimed
+    checked = reader_checks(doc)
+    assert checked.returncode == 0, checked.stderr
+    assert f"{doc['id']}: hash {doc['hash']} checked" in checked.stdout
+
+    later = json.loads(json.dumps(doc))
+    for key in codec.UNHASHED:
+        if key != "format":  # the reader checks the format itself
+            later[key] = "2026-11-25T10:01:00+00:00" if key == "made_at" else ["another"]
+    for batch_doc in later["batches"]:
+        for key in codec.UNHASHED_BATCH:
+            batch_doc[key] = "2026-11-28T22:01:00+01:00"
+    assert codec.body_hash(later) == doc["hash"]
+    checked = reader_checks(later)
+    assert checked.returncode == 0, checked.stderr
+
+    outside = {"id", "hash", "format", *codec.UNHASHED}
+    for key in sorted(set(doc) - outside):
+        if key != "batches":
+            assert reader_checks({**doc, key: [doc[key]]}).returncode != 0, key
+    for key in sorted(set(doc["batches"][0]) - set(codec.UNHASHED_BATCH)):
+        first = {**doc["batches"][0], key: [doc["batches"][0][key]]}
+        edited = {**doc, "batches": [first, *doc["batches"][1:]]}
+        assert reader_checks(edited).returncode != 0, key
+    assert reader_checks({**doc, "format": "patchkit-plan/1"}).returncode != 0
 
 
 def shapes(doc: dict[str, Any]) -> dict[str, set[str]]:
     """The keys of each kind of object in a plan document."""
     batches = doc["batches"]
     hosts = [h for b in batches for h in b["hosts"]]
+    settings = doc["settings"]
     return {
         "plan": set(doc),
         "window": set(doc["window"]),
-        "settings": set(doc["settings"]),
+        "freeze": {k for f in doc["window"]["freezes"] for k in f},
+        "settings": set(settings),
+        "approval": set(settings["approval"]),
+        "phases": set(settings["phases"]),
+        "rules": set(settings["rules"]),
         "batch": {k for b in batches for k in b},
         "host": {k for h in hosts for k in h},
         "update": {k for h in hosts for u in h["updates"] for k in u},
         "held": {k for h in hosts for u in h["held"] for k in u},
         "skipped": {k for s in doc["skipped"] for k in s},
+        "cluster": {k for c in doc["clusters"] for k in c},
         "exception": {k for e in doc["exceptions"] for k in e},
     }
 
 
 def test_documented_example_is_a_real_plan() -> None:
-    text = (Path(__file__).parents[2] / "docs" / "plan-format.md").read_text()
-    block = re.search(r"```json\n(.*?)\n```", text, re.DOTALL)
-    assert block is not None
-    example = json.loads(block.group(1))
-    assert shapes(example) == shapes(json.loads(plan_json(sample_plan())))
-    claimed = example.pop("hash")
-    assert example.pop("format") == FORMAT and example.pop("id") == f"plan-{claimed[:12]}"
-    assert hashlib.sha256(canonical(example)).hexdigest() == claimed
-    for key in set().union(*shapes(json.loads(plan_json(sample_plan()))).values()):
+    """The example has every key a real plan has, is a body ``run`` would accept as it is, and
+    the reader's hash check passes on it; every key is documented."""
+    example = json.loads(doc_block("json"))
+    real = shapes(json.loads(plan_json(sample_plan())))
+    assert shapes(example) == real
+    assert example["format"] == FORMAT
+    codec.verify(example, example["hash"])
+    assert json.loads(plan_json(codec.decode(example))) == example
+    checked = reader_checks(example)
+    assert checked.returncode == 0, checked.stderr
+    kinds = {s["kind"] for s in example["skipped"]}
+    assert {"unreachable", "quorum"} <= kinds
+    text = DOC.read_text()
+    for key in set().union(*real.values()) | {k.value for k in SkipKind}:
         assert f"`{key}`" in text, key
 
 
@@ -411,7 +497,11 @@ def test_a_plan_with_nothing_to_do_renders(render: object) -> None:
         batches=(),
         exceptions=(),
         warnings=(),
-        settings=dataclasses.replace(sample_plan().settings, verification=(), approvers=()),
+        settings=dataclasses.replace(
+            sample_plan().settings,
+            verification=(),
+            approval=dataclasses.replace(sample_plan().settings.approval, approvers=()),
+        ),
     )
     assert callable(render)
     out = render(empty)
@@ -435,15 +525,17 @@ def test_every_preview_says_when_host_keys_are_not_checked(render: object) -> No
     plan = sample_plan()
     unchecked = dataclasses.replace(
         plan,
-        settings=dataclasses.replace(plan.settings, host_key_checking=False),
+        settings=dataclasses.replace(
+            plan.settings, rules=dataclasses.replace(plan.settings.rules, host_key_checking=False)
+        ),
         warnings=(*plan.warnings, "SSH host keys are not checked (connection.host_key_checking"),
     )
     assert callable(render)
     out = " ".join(render(unchecked).split())
     default = " ".join(render(plan).split())
     if render is plan_json:
-        assert json.loads(out)["settings"]["host_key_checking"] is False
-        assert json.loads(default)["settings"]["host_key_checking"] is True
+        assert json.loads(out)["settings"]["rules"]["host_key_checking"] is False
+        assert json.loads(default)["settings"]["rules"]["host_key_checking"] is True
     else:
         assert "NOT checked" in out and "NOT checked" not in default
     assert "SSH host keys are not checked" in out
@@ -453,9 +545,46 @@ def test_every_preview_says_when_host_keys_are_not_checked(render: object) -> No
 def test_unchecked_host_keys_are_a_high_risk() -> None:
     plan = sample_plan()
     unchecked = dataclasses.replace(
-        plan, settings=dataclasses.replace(plan.settings, host_key_checking=False)
+        plan,
+        settings=dataclasses.replace(
+            plan.settings, rules=dataclasses.replace(plan.settings.rules, host_key_checking=False)
+        ),
     )
     risks = {r.text: r.level for r in facts(unchecked).risks}
     assert any(
         t.startswith("SSH host keys are not checked") and lvl == "high" for t, lvl in risks.items()
     )
+
+
+@pytest.mark.parametrize("render", [plan_markdown, plan_html, plan_plain_text])
+def test_every_preview_says_what_the_run_enforces(render: object) -> None:
+    plan = sample_plan()
+    settings = plan.settings
+    strict = dataclasses.replace(
+        plan,
+        settings=dataclasses.replace(
+            settings,
+            approval=dataclasses.replace(
+                settings.approval, separation_of_duties=True, signatures_required=True,
+                emergency_approvers=("carol",), expires_after=timedelta(hours=8),
+            ),
+            phases=dataclasses.replace(
+                settings.phases, backup_command="dump-db", backup_timeout=timedelta(minutes=5)
+            ),
+            rules=dataclasses.replace(settings.rules, retries=2, canary_soak=timedelta(minutes=30)),
+        ),
+    )  # fmt: skip
+    assert callable(render)
+    out = " ".join(html.unescape(render(strict)).replace("\\", "").split())
+    for said in (
+        "2 approval(s) by different approvers (alice, bob)",
+        "whoever made the plan may not approve it",
+        "signed with an SSH key",
+        "valid for 8 h 00 min after approval, for one run only",
+        "emergency approval by carol",
+        "tried 2 more time(s)",
+        "dump-db",
+        "a failed backup leaves the host unpatched",
+        "the next batch waits 30 min",
+    ):
+        assert said in out, said

@@ -260,7 +260,11 @@ def test_same_inputs_same_plan_and_hash() -> None:
     changed = dict(findings)
     changed["h0"] = found("h0", ("openssl", SEC), ("curl", REG))
     assert make_plan(policy(), fleet, changed, AT).hash != one.hash
-    assert make_plan(policy(), fleet, findings, AT + timedelta(minutes=1)).hash != one.hash
+    # the instant it was made is not part of what the plan decides: a minute later, the same
+    # plan (issue 16: the page the board read is the plan it approves)
+    later = make_plan(policy(), fleet, findings, AT + timedelta(minutes=1))
+    assert later.id == one.id and later.made_at != one.made_at
+    assert make_plan(policy(), fleet, findings, AT + timedelta(days=10)).hash != one.hash
 
 
 # ---------------------------------------------------------------- properties

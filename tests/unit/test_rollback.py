@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from patchkit.execution import rollback
 from patchkit.execution.events import HostOutcome, PackageChange, PhaseOutcome, result_task
 from patchkit.execution.runner import TaskResult
-from patchkit.model import freeze
+from patchkit.execution.status import HostStatus, Phase
+from patchkit.model import Severity, freeze
+from patchkit.planning.types import SelectedUpdate
 
 
 def phase_rows(host: str, batch: int, *statuses: tuple[str, str]) -> list[dict[str, Any]]:
@@ -78,8 +81,8 @@ def test_extravars_carry_what_to_undo() -> None:
     }
 
 
-def outcome(host: str, status: str, failed_phase: str | None = None) -> HostOutcome:
-    changed = status != "not-patched"
+def outcome(host: str, status: HostStatus, failed_phase: Phase | None = None) -> HostOutcome:
+    changed = status != HostStatus.NOT_PATCHED
     return HostOutcome(
         host,
         status,
@@ -92,10 +95,10 @@ def outcome(host: str, status: str, failed_phase: str | None = None) -> HostOutc
 
 
 BATCH = [
-    outcome("a", "failed", "verify"),
-    outcome("b", "patched"),
-    outcome("c", "not-patched", "precheck"),
-    outcome("d", "unreachable", "reboot"),
+    outcome("a", HostStatus.FAILED, Phase.VERIFY),
+    outcome("b", HostStatus.PATCHED),
+    outcome("c", HostStatus.NOT_PATCHED, Phase.PRECHECK),
+    outcome("d", HostStatus.UNREACHABLE, Phase.REBOOT),
 ]
 
 
@@ -116,7 +119,9 @@ def test_scope_batch_takes_the_whole_batch_that_crossed_the_threshold() -> None:
 
 def test_scope_none_and_a_clean_batch() -> None:
     assert rollback.scope("none", BATCH, threshold_crossed=True) == []
-    assert rollback.scope("batch", [outcome("b", "patched")], threshold_crossed=False) == []
+    assert (
+        rollback.scope("batch", [outcome("b", HostStatus.PATCHED)], threshold_crossed=False) == []
+    )
 
 
 def test_targets_from_outcomes_need_a_snapshot_and_changes() -> None:
@@ -129,8 +134,12 @@ def test_targets_from_outcomes_need_a_snapshot_and_changes() -> None:
 
 
 def test_a_host_lost_while_patching_is_put_back_over_every_planned_update() -> None:
-    lost = HostOutcome("e", "unreachable", "patch", "gone", (), (), ("package", "run-1"))
-    planned = {"e": [{"package": "demo-lib", "installed": "1.0", "candidate": "1.1"}]}
+    lost = HostOutcome(
+        "e", HostStatus.UNREACHABLE, Phase.PATCH, "gone", (), (), ("package", "run-1")
+    )
+    seen = datetime(2026, 11, 25, tzinfo=UTC)
+    update = SelectedUpdate("demo-lib", "1.0", "1.1", "lab", True, Severity.HIGH, False, seen)
+    planned = {"e": [update]}
     (target,) = rollback.from_outcomes(2, [lost], planned)
     assert [c.undo() for c in target.changes] == ["demo-lib 1.1 -> 1.0"]
     assert rollback.from_outcomes(2, [lost]) == []  # nothing known, nothing planned

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from rich.console import Console
 
 from patchkit.reports.run import RunProgress
+from tests.unit.plans import make
 
-PLAN = {
-    "window": {"end": "2026-11-25T12:00:00+00:00"},
-    "batches": [
-        {"number": 1, "hosts": [{"host": "h1"}, {"host": "h2"}]},
-        {"number": 2, "hosts": [{"host": "h3"}]},
-    ],
-}
+# batches h1 h2 | h3 in a window that ends at 02:00 the night after the plan
+PLAN = make("rollout: {batch_size: 2}", hosts=3)
+END = PLAN.window.end
 
 
 def text(progress: RunProgress) -> str:
@@ -25,7 +22,7 @@ def text(progress: RunProgress) -> str:
 
 
 def test_progress_follows_batches_and_phases() -> None:
-    now = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
+    now = END - timedelta(hours=1)
     progress = RunProgress(PLAN, lambda: now)
     progress.batch_changed(1, "running")
     assert "waiting" in text(progress)
@@ -39,6 +36,17 @@ def test_progress_follows_batches_and_phases() -> None:
     assert "h3" in text(progress) and "h1" not in text(progress)
 
 
+def test_a_wait_shows_its_countdown_and_going_on_after_a_rollback_keeps_the_hosts() -> None:
+    progress = RunProgress(PLAN, lambda: END - timedelta(hours=1))
+    progress.batch_changed(1, "running")
+    progress.task("h1", "patchkit patch result", "ok")
+    progress.batch_changed(1, "rolling back")
+    progress.batch_changed(1, "running")
+    assert "patch ok" in text(progress)
+    progress.waiting("canary soak before batch 2: 0:29:59 left")
+    assert "canary soak before batch 2: 0:29:59 left" in text(progress)
+
+
 def test_overrun_shows_negative_time_left() -> None:
-    late = datetime(2026, 11, 25, 12, 5, tzinfo=UTC) + timedelta(seconds=3)
+    late = END + timedelta(minutes=5, seconds=3)
     assert "window closes in -0:05:03" in text(RunProgress(PLAN, lambda: late))

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from patchkit.model import Approval
 from patchkit.reports import run_report
 
 T0 = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
@@ -130,7 +131,13 @@ RECORD: dict[str, Any] = {
     ],
 }
 
-APPROVALS = [{"by": "alice", "at": at(0).replace(hour=9), "comment": "CHG-1234"}]
+APPROVALS = [
+    Approval(
+        id=1, plan_id="plan-1", plan_hash="h" * 64, by="alice", at=at(0).replace(hour=9),
+        comment="CHG-1234", reboots=False, emergency=False, expires=None, signature=None,
+        consumed_by="run-1",
+    )
+]  # fmt: skip
 
 
 def made() -> run_report.RunReport:
@@ -182,7 +189,7 @@ def test_json_is_versioned_and_complete() -> None:
     body = json.loads(run_report.to_json(made()))
     assert body["format"] == "patchkit-run-report/1"
     assert body["status"] == "halted" and body["seconds"] == 1800.0
-    assert body["approvals"] == ["alice at 2026-11-28 09:00:00 UTC (CHG-1234)"]
+    assert body["approvals"] == ["alice at 2026-11-28 09:00:00 UTC (CHG-1234); used by run-1"]
     assert {h["host"]: h["outcome"] for h in body["hosts"]}["web2"] == "rolled back"
     assert body["hosts"][0]["phases"][0] == {
         "phase": "precheck", "status": "ok", "seconds": 2.0, "message": "precheck ok"

@@ -1,15 +1,15 @@
 """Generate the example fleet: a directory inventory of servers and employee laptops.
 
-    python inventories/example/generate.py                       # rewrites the example fleet
-    python inventories/example/generate.py --hosts 50000 /tmp/big  # a large one, for benchmarks
+    python examples/generate_fleet.py                        # rewrites inventories/example/
+    python examples/generate_fleet.py --hosts 50000 /tmp/big  # a large one, for benchmarks
 
 The output is deterministic for a given size and seed: ``hosts.yml`` (groups by environment, by
 role and by cluster), ``group_vars/`` and a few ``host_vars/``; other files in the output
 directory are left alone. Only the standard library is used.
 
-Use the fleet as ``-i inventories/example/hosts.yml``: Ansible reads group_vars/ and host_vars/
-beside that file. Given the directory instead, Ansible would try every file in it (this script
-too) as an inventory.
+This script lives outside the fleet so that the fleet's directory holds inventory only: Ansible
+reads every file of a directory given as ``-i`` (a script too) as an inventory source, so
+``-i inventories/example`` and ``-i inventories/example/hosts.yml`` both work.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = HERE
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "inventories" / "example"
 DEFAULT_HOSTS = 240
 DEFAULT_SEED = 20261128
 
@@ -270,7 +270,7 @@ def write(out: Path, fleet: Fleet, size: int, seed: int) -> None:
         shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     header = [
-        f"# Written by inventories/example/generate.py --hosts {size} --seed {seed}; do not edit.",
+        f"# Written by examples/generate_fleet.py --hosts {size} --seed {seed}; do not edit.",
         "# Servers by environment (servers: prod, staging, dev), by role (web, app, db, …) and",
         "# by cluster (db_*, cache_*); employee laptops in 'laptops'.",
     ]

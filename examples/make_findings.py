@@ -1,11 +1,12 @@
 """Write findings.json: a realistic assessment of the example fleet, for planning without hosts.
 
-    .venv/bin/python inventories/example/make_findings.py   # rewrites findings.json beside it
+    .venv/bin/python examples/make_findings.py   # rewrites examples/findings.json beside it
 
 Deterministic: a fixed seed (SEED) and a fixed assessment time (AT, Friday 2026-11-20 06:30 UTC,
 the day before the prod window) give the same bytes on every run. It reads the fleet from
-hosts.yml (with its group_vars/ and host_vars/) through patchkit.inventory and writes the file
-with patchkit.findings, so the file is exactly what 'patchkit assess --export' writes.
+inventories/example/hosts.yml (with its group_vars/ and host_vars/) through patchkit.inventory
+and writes the file with patchkit.findings, so the file is exactly what 'patchkit assess
+--export' writes.
 
 The story it tells (every version is a real Debian 12 version from the Debian archive; Debian 12
 is oldstable by then, so apt names the suites 12/oldstable-security, 12.15/oldstable and
@@ -35,13 +36,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))  # run from a source tree without installing patchkit
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # run from a source tree without installing patchkit
 
 from patchkit import findings, inventory  # noqa: E402
 from patchkit.model import Finding, Host, PendingUpdate  # noqa: E402
 
 SEED = 20261120
 AT = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+# The fleet's directory holds inventory only (Ansible reads every file in it), so not there.
+FLEET = ROOT / "inventories" / "example" / "hosts.yml"
 OUT = HERE / "findings.json"
 
 SECURITY = "12/oldstable-security"
@@ -334,7 +338,7 @@ def assess_fleet(hosts: tuple[Host, ...]) -> list[Finding]:
 
 
 def main() -> None:
-    fleet = inventory.load(HERE / "hosts.yml")
+    fleet = inventory.load(FLEET)
     found = assess_fleet(fleet)
     OUT.write_text(findings.dumps(found))
     reachable = [f for f in found if f.reachable]

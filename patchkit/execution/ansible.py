@@ -1,0 +1,104 @@
+"""The batch loop's runner on real hosts: playbooks/patch.yml and rollback.yml through
+ansible-runner (``runner.run_playbook``), with the extra vars of docs/playbook-contract.md made
+from the typed plan alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from patchkit import content
+from patchkit.execution.ports import Cancel, PatchJob, RollbackJob, RunnerResult, TaskSink
+from patchkit.execution.runner import run_playbook
+from patchkit.planning.types import Phases
+
+
+@dataclass(frozen=True)
+class AnsibleRunner:
+    """Runs the jobs against ``inventory`` (the one the plan was made from)."""
+
+    inventory: Path
+    mitogen: bool = False
+
+    def patch(self, job: PatchJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
+        result = run_playbook(
+            content.playbook("patch.yml"),
+            self.inventory,
+            limit=",".join(h.host for h in job.hosts),
+            extravars=patch_extravars(job),
+            forks=max(1, len(job.hosts)),
+            timeout=job_timeout(job.settings.phases),
+            on_task=on_task,
+            cancel=cancel,
+            mitogen=self.mitogen,
+            host_key_checking=job.settings.rules.host_key_checking,
+            pass_env=job.settings.rules.environment,
+        )
+        return RunnerResult(result.tasks, canceled=result.status == "canceled")
+
+    def roll_back(self, job: RollbackJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
+        extravars = phase_vars(job.settings.phases) | {
+            "patchkit_rollback_by_host": {t.host: t.extravars() for t in job.targets},
+            "patchkit_checks_by_host": {h: list(c) for h, c in job.checks.items()},
+        }
+        result = run_playbook(
+            content.playbook("rollback.yml"),
+            self.inventory,
+            limit=",".join(t.host for t in job.targets),
+            extravars=extravars,
+            forks=max(1, len(job.targets)),
+            timeout=job_timeout(job.settings.phases),
+            on_task=on_task,
+            cancel=cancel,
+            mitogen=self.mitogen,
+            host_key_checking=job.settings.rules.host_key_checking,
+            pass_env=job.settings.rules.environment,
+        )
+        return RunnerResult(result.tasks, canceled=result.status == "canceled")
+
+
+def patch_extravars(job: PatchJob) -> dict[str, Any]:
+    """The extra vars of playbooks/patch.yml for one try on some hosts of a batch."""
+    checks = job.settings.phases.checks
+    return phase_vars(job.settings.phases) | {
+        "patchkit_run_id": job.run_id,
+        "patchkit_batch": job.batch.number,
+        "patchkit_attempt": job.attempt,
+        "patchkit_updates_by_host": {
+            h.host: [{"package": u.package, "candidate": u.candidate} for u in h.updates]
+            for h in job.hosts
+        },
+        "patchkit_checks_by_host": {h.host: [dict(checks[i]) for i in h.checks] for h in job.hosts},
+        "patchkit_reboot_by_host": {
+            h.host: {"mode": str(job.reboot[h.host]), "predicted": h.reboot} for h in job.hosts
+        },
+    }
+
+
+def phase_vars(phases: Phases) -> dict[str, Any]:
+    """The roles' public settings, from the plan."""
+    return {
+        "patchkit_snapshot_backend": phases.snapshot_backend,
+        "patchkit_reboot_policy": phases.reboot,
+        "patchkit_reboot_timeout": int(phases.reboot_timeout.total_seconds()),
+        "patchkit_precheck_min_free_disk_mb": phases.min_free_disk,
+        "patchkit_precheck_healthy_before": phases.healthy_before,
+        "patchkit_precheck_pending_reboot": phases.pending_reboot,
+        # Ansible templates extra vars: the raw block keeps an operator's {{ }} or {% %} text
+        "patchkit_backup_command": (
+            f"{{% raw %}}{phases.backup_command}{{% endraw %}}" if phases.backup_command else ""
+        ),
+        "patchkit_backup_timeout": int(phases.backup_timeout.total_seconds()),
+        # where this controller keeps the lab's disks: the controller's, not the plan's
+        "patchkit_lab_root": os.environ.get("PATCHKIT_LAB_ROOT", "/var/lib/patchkit/lab"),
+    }
+
+
+def job_timeout(phases: Phases) -> int:
+    """Two reboot waits, the backup hook and room for the other phases (playbook contract)."""
+    reboot = phases.reboot_timeout.total_seconds()
+    backup = phases.backup_timeout.total_seconds() if phases.backup_command else 0
+    return int(2 * reboot + backup) + 600
