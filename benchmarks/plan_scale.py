@@ -80,11 +80,17 @@ def main() -> None:
         "example",
         example / "hosts.yml",
         ROOT / "policies" / "example.yml",
-        example / "findings.json",
+        ROOT / "examples" / "findings.json",
     )
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, str(example / "generate.py"), "--hosts", str(args.hosts), tmp],
+            [
+                sys.executable,
+                str(ROOT / "examples" / "generate_fleet.py"),
+                "--hosts",
+                str(args.hosts),
+                tmp,
+            ],
             check=True,
         )
         bench(

@@ -47,13 +47,14 @@ from typing import Any
 from _common import BIN, patchkit
 
 from patchkit import content
+from patchkit.execution import state
+from patchkit.execution.ansible import patch_extravars
+from patchkit.execution.ports import PatchJob
 from patchkit.execution.runner import ansible_env, run_playbook
-from patchkit.execution.window import batch_extravars, checks_by_host, phase_settings
-from patchkit.inventory import load as load_inventory
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.check import check
 from patchkit.lab.config import LabConfig
-from patchkit.policy import load
+from patchkit.planning import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies" / "lab.yml"
@@ -203,6 +204,8 @@ def main() -> None:
 
         def patchkit_run(mitogen: bool) -> Callable[[], float]:
             def go() -> float:
+                # an approval starts one run: each round approves again (not timed)
+                patchkit("approve", plan["id"], "--by", "demo-operator", "--reboots", env=env)
                 argv = ["run", plan["id"], "-p", str(POLICY), "-i", str(inventory), "--json"]
                 start = time.monotonic()
                 patchkit(*argv, *(["--mitogen"] if mitogen else []), env=env)
@@ -213,12 +216,17 @@ def main() -> None:
         variants: dict[str, Callable[[], float]] = {"patchkit": patchkit_run(False)}
         if args.mitogen:
             variants["patchkit+mitogen"] = patchkit_run(True)
-        policy = load(POLICY)
-        checks = checks_by_host(policy, load_inventory(inventory))
-        settings = phase_settings(policy) | {"patchkit_lab_root": str(config.root)}
+        typed = codec.decode(plan)
 
         def same(batch: dict[str, Any]) -> dict[str, Any]:
-            return batch_extravars(batch, f"run-same-{batch['number']}", settings, checks)
+            """patchkit's own extra vars for the batch (execution/ansible.py)."""
+            b = next(x for x in typed.batches if x.number == batch["number"])
+            modes = {
+                h.host: state.reboot_mode(h, typed.settings.phases, reboots_approved=True)
+                for h in b.hosts
+            }
+            job = PatchJob(f"run-same-{b.number}", b, b.hosts, 1, modes, typed.settings)
+            return patch_extravars(job) | {"patchkit_lab_root": str(config.root)}
 
         def lean(batch: dict[str, Any]) -> dict[str, Any]:
             return lean_extravars(batch, config)

@@ -125,7 +125,7 @@ def test_a_forged_approval_is_refused_a_signed_one_runs_and_a_failing_backup_hol
         )
     before = versions(lab)
     forged = run_cli(lab, env, plan_id, policy)
-    assert forged.returncode == 3 and "signature" in said(forged), forged.stderr
+    assert forged.returncode == 3 and "is not signed" in said(forged), forged.stderr
     assert versions(lab) == before
     signed = patchkit_cli(
         "approve", plan_id, "--by", "demo-operator", "--sign", str(key), "--reboots", env=env

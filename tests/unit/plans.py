@@ -67,5 +67,3 @@ def make(
         for n in names
     }
     return make_plan(policy, fleet, findings, AT)
-
-
