@@ -6,6 +6,7 @@ from the typed plan alone.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from patchkit import content
 from patchkit.execution.ports import Cancel, PatchJob, RollbackJob, RunnerResult, TaskSink
 from patchkit.execution.runner import run_playbook
-from patchkit.planning.types import Phases
+from patchkit.planning.types import Phases, Settings
 
 
 @dataclass(frozen=True)
@@ -24,38 +25,38 @@ class AnsibleRunner:
     mitogen: bool = False
 
     def patch(self, job: PatchJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
-        result = run_playbook(
-            content.playbook("patch.yml"),
-            self.inventory,
-            limit=",".join(h.host for h in job.hosts),
-            extravars=patch_extravars(job),
-            forks=max(1, len(job.hosts)),
-            timeout=job_timeout(job.settings.phases),
-            on_task=on_task,
-            cancel=cancel,
-            mitogen=self.mitogen,
-            host_key_checking=job.settings.rules.host_key_checking,
-            pass_env=job.settings.rules.environment,
-        )
-        return RunnerResult(result.tasks, canceled=result.status == "canceled")
+        hosts = [h.host for h in job.hosts]
+        return self._run("patch.yml", hosts, patch_extravars(job), job.settings, on_task, cancel)
 
     def roll_back(self, job: RollbackJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
         extravars = phase_vars(job.settings.phases) | {
             "patchkit_rollback_by_host": {t.host: t.extravars() for t in job.targets},
             "patchkit_checks_by_host": {h: list(c) for h, c in job.checks.items()},
         }
+        hosts = [t.host for t in job.targets]
+        return self._run("rollback.yml", hosts, extravars, job.settings, on_task, cancel)
+
+    def _run(
+        self,
+        playbook: str,
+        hosts: Sequence[str],
+        extravars: dict[str, Any],
+        settings: Settings,
+        on_task: TaskSink,
+        cancel: Cancel,
+    ) -> RunnerResult:
         result = run_playbook(
-            content.playbook("rollback.yml"),
+            content.playbook(playbook),
             self.inventory,
-            limit=",".join(t.host for t in job.targets),
+            limit=",".join(hosts),
             extravars=extravars,
-            forks=max(1, len(job.targets)),
-            timeout=job_timeout(job.settings.phases),
+            forks=max(1, len(hosts)),
+            timeout=job_timeout(settings.phases),
             on_task=on_task,
             cancel=cancel,
             mitogen=self.mitogen,
-            host_key_checking=job.settings.rules.host_key_checking,
-            pass_env=job.settings.rules.environment,
+            host_key_checking=settings.rules.host_key_checking,
+            pass_env=settings.rules.environment,
         )
         return RunnerResult(result.tasks, canceled=result.status == "canceled")
 

@@ -26,7 +26,8 @@ from patchkit.execution.runner import run_playbook
 from patchkit.execution.status import BatchStatus
 from patchkit.ledger import Ledger
 from patchkit.model import Host
-from patchkit.planning.types import Phases, Plan
+from patchkit.planning.plan import phases_of
+from patchkit.planning.types import Plan
 from patchkit.policy.model import Policy
 
 log = logging.getLogger(__name__)
@@ -200,14 +201,4 @@ def release_snapshots(
 def release_vars(policy: Policy) -> dict[str, Any]:
     """The roles' settings for release.yml, from the live policy (release runs without a plan:
     from cron, or at the end of a run for older runs' snapshots)."""
-    prep = policy.preparation
-    return phase_vars(
-        Phases(
-            snapshot_backend=prep.snapshot.backend,
-            reboot=policy.downtime.reboot,
-            reboot_timeout=policy.downtime.reboot_timeout,
-            min_free_disk=prep.prechecks.min_free_disk,
-            healthy_before=prep.prechecks.healthy_before,
-            pending_reboot=prep.prechecks.pending_reboot,
-        )
-    )
+    return phase_vars(phases_of(policy))

@@ -395,6 +395,22 @@ def _minutes(delta: timedelta) -> str:
     return f"{round(delta.total_seconds() / 60)} min"
 
 
+def phases_of(policy: Policy) -> Phases:
+    """The roles' settings under ``policy`` (the plan carries them; release reads them live)."""
+    prep = policy.preparation
+    return Phases(
+        snapshot_backend=prep.snapshot.backend,
+        reboot=policy.downtime.reboot,
+        reboot_timeout=policy.downtime.reboot_timeout,
+        min_free_disk=prep.prechecks.min_free_disk,
+        healthy_before=prep.prechecks.healthy_before,
+        pending_reboot=prep.prechecks.pending_reboot,
+        backup_command=prep.backup.command if prep.backup else "",
+        backup_timeout=prep.backup.timeout if prep.backup else timedelta(minutes=10),
+        checks=tuple(c.model_dump(mode="json", exclude={"hosts"}) for c in policy.verification),
+    )
+
+
 def _settings(policy: Policy, allowed_signers: str) -> Settings:
     checks = []
     for check in policy.verification:
@@ -406,7 +422,7 @@ def _settings(policy: Policy, allowed_signers: str) -> Settings:
         }[check.type](check)
         where = "" if check.hosts == ["all"] else f" on {', '.join(check.hosts)}"
         checks.append(detail + where)
-    roles, prep, rollout = policy.roles, policy.preparation, policy.rollout
+    roles, rollout = policy.roles, policy.rollout
     signatures = roles.signatures
     affinity = rollout.anti_affinity
     return Settings(
@@ -420,17 +436,7 @@ def _settings(policy: Policy, allowed_signers: str) -> Settings:
             signatures_required=bool(signatures and signatures.required),
             allowed_signers=allowed_signers if signatures else "",
         ),
-        phases=Phases(
-            snapshot_backend=prep.snapshot.backend,
-            reboot=policy.downtime.reboot,
-            reboot_timeout=policy.downtime.reboot_timeout,
-            min_free_disk=prep.prechecks.min_free_disk,
-            healthy_before=prep.prechecks.healthy_before,
-            pending_reboot=prep.prechecks.pending_reboot,
-            backup_command=prep.backup.command if prep.backup else "",
-            backup_timeout=prep.backup.timeout if prep.backup else timedelta(minutes=10),
-            checks=tuple(c.model_dump(mode="json", exclude={"hosts"}) for c in policy.verification),
-        ),
+        phases=phases_of(policy),
         rules=RunRules(
             error_threshold=rollout.error_threshold,
             on_threshold=policy.failure_handling.on_threshold,
