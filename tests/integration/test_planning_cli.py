@@ -36,7 +36,7 @@ def plan_body() -> dict[str, object]:
 
 
 def test_json_preview_of_the_example_fleet(plan_body: dict[str, object]) -> None:
-    assert plan_body["format"] == "patchkit-plan/1"
+    assert plan_body["format"] == "patchkit-plan/2"
     window = plan_body["window"]
     assert isinstance(window, dict) and window["name"] == "prod-weekly"
     assert window["start"] == "2026-11-21T22:00:00+01:00"
