@@ -9,6 +9,7 @@ tried again under ``retries: 1`` and the window completes.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from pathlib import Path
 from patchkit.lab import hosts
 from patchkit.lab.config import LabConfig
 
-from .conftest import approve, patchkit_cli, planned_id, said, states, variant
+from .conftest import POLICY, approve, patchkit_cli, planned_id, said, states, variant
 
 DAILY = (
     "    rrule: FREQ=DAILY;BYHOUR={hour};BYMINUTE=0;BYSECOND=0\n"
@@ -35,8 +36,10 @@ NO_SVC = ("  updates: all\n", "  updates: all\n  deny: [demo-svc]\n")
 def window_in(minutes: int) -> tuple[tuple[str, str], datetime]:
     """A policy change: a 30-minute window opening ``minutes`` from now (to the minute)."""
     opens = (datetime.now(UTC) + timedelta(minutes=minutes)).replace(second=0, microsecond=0)
-    hour = datetime.now(UTC).hour
-    old = DAILY.format(hour=hour)
+    # the tests' lab policy opened its window at the hour the test session started
+    found = re.search(r"    rrule: FREQ=DAILY;BYHOUR=(\d+);", Path(POLICY).read_text())
+    assert found, "the tests' lab policy has no daily window"
+    old = DAILY.format(hour=found.group(1))
     new = (
         f"    rrule: FREQ=DAILY;BYHOUR={opens.hour};BYMINUTE={opens.minute};BYSECOND=0\n"
         "    timezone: UTC\n    duration: 30m\n"

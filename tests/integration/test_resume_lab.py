@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from patchkit.execution.status import PATCH_PHASES
 from patchkit.lab import lifecycle
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
@@ -69,9 +70,11 @@ def test_resume_finishes_a_window_whose_controller_was_killed(
         # what batch 2 reported before the kill was committed as it happened
         assert {(p["batch"], p["phase"]) for p in record["phases"]} >= {(2, "patch")}
 
-        # the dead controller still holds the hosts: a new run and a plain resume are refused
+        # the plan's approval went to the killed run: a new run of it is refused, pointing at
+        # resume; the dead controller still holds the hosts: a plain resume is refused too
         again = patchkit_cli("run", plan_id, "-p", POLICY, "-i", str(lab), env=env)
-        assert again.returncode == 3 and f"held by run {run_id}" in said(again)
+        assert again.returncode == 3 and f"already ran: run {run_id}" in said(again)
+        assert f"patchkit resume {run_id}" in said(again)
         plain = patchkit_cli("resume", run_id, "-p", POLICY, "-i", str(lab), env=env)
         assert plain.returncode == 3 and "--take-over" in said(plain)
 
@@ -87,7 +90,7 @@ def test_resume_finishes_a_window_whose_controller_was_killed(
     assert all(b["status"] == "completed" for b in record["batches"])
     rows = Counter((p["host"], p["phase"]) for p in record["phases"])
     assert set(rows.values()) == {1}  # no outcome duplicated...
-    assert len(rows) == 5 * len(NAMES)  # ...or lost: every phase of every host
+    assert len(rows) == len(PATCH_PHASES) * len(NAMES)  # ...or lost: every phase of every host
     changes = Counter((c["host"], c["package"]) for c in record["changes"])
     assert set(changes.values()) == {1} and len(changes) == 3 * len(NAMES)
     after = states(lab)
@@ -187,7 +190,7 @@ def test_a_ledger_that_stops_taking_writes_stops_the_run_and_resume_finishes_it(
         record = Ledger(env["PATCHKIT_LEDGER"]).run_record(record["id"])
         assert record is not None and record["status"] == "completed"
         rows = Counter((p["host"], p["phase"]) for p in record["phases"])
-        assert set(rows.values()) == {1} and len(rows) == 5 * len(names)
+        assert set(rows.values()) == {1} and len(rows) == len(PATCH_PHASES) * len(names)
         after = states(lab)
         assert all(after[name].packages["demo-lib"] == "1.1" for name in names)
         untouched = [name for name in NAMES if name not in names]

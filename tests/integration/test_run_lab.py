@@ -90,7 +90,8 @@ def test_breaking_update_halts_the_window_after_the_canary(
     record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
     assert record is not None and record["status"] == "halted"
     statuses = [(b["number"], b["status"]) for b in record["batches"]]
-    assert statuses[0] == (1, "failed") and len(statuses) > 1
+    # the canary batch crossed the error threshold: it halted the window after its wave
+    assert statuses[0] == (1, "halted") and len(statuses) > 1
     assert all(status == "not-started" for _, status in statuses[1:])
     verify = [p for p in record["phases"] if p["phase"] == "verify"]
     assert [(p["host"], p["status"]) for p in verify] == [("host1", "failed")]
