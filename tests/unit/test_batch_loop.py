@@ -63,6 +63,21 @@ def test_a_batch_larger_than_its_concurrency_runs_in_waves_and_halts_at_the_firs
     assert [e for e, _ in notes.events] == ["rollback-done", "batch-halted"]
 
 
+def test_on_threshold_continue_runs_every_wave_and_batch_past_the_threshold() -> None:
+    halting = "rollout: {batch_size: 3, concurrency: 1, error_threshold: 1}"
+    going_on = halting + "\nfailure_handling: {on_threshold: continue}"
+    fail = {("h1", 0): "patch", ("h4", 0): "patch"}
+    halted, _ = drive(make(halting, hosts=6), FakeRunner(fail=fail))
+    assert halted.status is RunStatus.HALTED
+    runner = FakeRunner(fail=fail)
+    summary, notes = drive(make(going_on, hosts=6), runner)
+    # every wave of both batches ran although the first wave already crossed the threshold
+    assert runner.hosts_run() == [["h1"], ["h2"], ["h3"], ["h4"], ["h5"], ["h6"]]
+    assert summary.status is RunStatus.FAILED and summary.failed == 2 and summary.patched == 4
+    assert [s for _, s, _ in notes.batches if s != "running"] == ["failed", "failed"]
+    assert "batch-halted" not in [e for e, _ in notes.events]
+
+
 def test_the_threshold_lets_a_wave_through_when_it_is_not_reached() -> None:
     plan = make("rollout: {batch_size: 6, concurrency: 2, error_threshold: 2}", hosts=6)
     summary, _ = drive(plan, FakeRunner(fail={("h1", 0): "patch"}))
