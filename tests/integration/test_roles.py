@@ -8,6 +8,7 @@ themselves. ``pristine`` puts every host back afterwards.
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 import uuid
@@ -251,7 +252,12 @@ def test_a_host_unhealthy_before_patching_is_not_patched(
     lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
 ) -> None:
     on_host(lab_config, 2, "systemctl stop demo-svc")
-    result = patch_batch(lab, run_id, {"host2": ["demo-lib", "demo-kernel"]})
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host2": ["demo-lib", "demo-kernel"]},
+        patchkit_precheck_healthy_before=True,  # the default; false patches it anyway (below)
+    )
 
     precheck = outcome(result, "host2", "precheck")
     assert precheck["status"] == "failed"
@@ -548,6 +554,154 @@ def test_reboot_first_waits_only_as_long_as_the_reboot_timeout(
     assert precheck["message"].endswith("(timeout=15)"), precheck["message"]
     assert took < 60  # the default 600 s would have waited for the host to come back
     not_patched_after(result, "host1", "precheck")
+
+
+# ---------------------------------------------------------------- precheck settings
+
+
+def free_disk_mb(config: LabConfig, index: int) -> int:
+    """MiB free on the host's / (what the precheck measures)."""
+    return int(on_host(config, index, "df --output=avail --block-size=1M /").split()[-1])
+
+
+def test_min_free_disk_and_skip_host_stop_a_host_before_anything_changes(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    needed = free_disk_mb(lab_config, 1) + 1024
+    short = patch_batch(
+        lab, run_id, {"host1": ["demo-lib"]}, patchkit_precheck_min_free_disk_mb=needed
+    )
+    precheck = outcome(short, "host1", "precheck")
+    assert precheck["status"] == "failed"
+    assert precheck["min_free_disk_mb"] == needed > precheck["free_disk_mb"]
+    assert (
+        precheck["message"] == f"only {precheck['free_disk_mb']} MB free on /, {needed} MB needed"
+    )
+    not_patched_after(short, "host1", "precheck")
+
+    # skip-host: a host already waiting for a reboot is left out, and that is no failure
+    on_host(lab_config, 2, "touch /run/reboot-required")
+    skipped = patch_batch(
+        lab, run_id, {"host2": ["demo-lib"]}, patchkit_precheck_pending_reboot="skip-host"
+    )
+    precheck = outcome(skipped, "host2", "precheck")
+    assert precheck["status"] == precheck["pending_reboot_action"] == "skipped"
+    assert precheck["reboot_pending"] is True
+    assert precheck["message"].startswith("not patched: a reboot is pending")
+    for phase in PHASES[1:]:
+        assert skipped.task("host2", f"patchkit {phase} result") is None, phase
+    assert skipped.status == "successful" and not skipped.failed()
+
+    after = states(lab, "host1,host2")
+    assert after["host1"].packages["demo-lib"] == after["host2"].packages["demo-lib"] == "1.0"
+
+
+def test_note_and_healthy_before_false_patch_a_host_the_other_values_would_stop(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    on_host(lab_config, 1, "touch /run/reboot-required")  # skip-host would leave it (above)
+    on_host(lab_config, 2, "systemctl stop demo-svc")  # healthy_before true would not patch it
+    unit = [{"type": "systemd", "unit": "demo-svc.service"}]  # one failing check: a short verify
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host1": ["demo-lib"], "host2": ["demo-lib"]},
+        patchkit_checks_by_host={"host1": CHECKS, "host2": unit},
+        patchkit_precheck_pending_reboot="note",
+        patchkit_precheck_healthy_before=False,
+        patchkit_reboot_policy="never",  # no reboot needed to show this: a shorter test
+    )
+
+    noted = outcome(result, "host1", "precheck")
+    assert noted["status"] == "ok"
+    assert (noted["reboot_pending"], noted["pending_reboot_action"]) == (True, "noted")
+    assert "a reboot was already pending (noted)" in noted["message"]
+    assert outcome(result, "host1", "patch")["updates"][0]["after"] == "1.1"
+    # the flag noted before patching is still there after it (reboot policy never keeps it)
+    assert reboots(result, "host1")[1:] == (False, True, True, "reboot pending (policy: never)")
+    assert outcome(result, "host1", "verify")["status"] == "ok"
+
+    unchecked = outcome(result, "host2", "precheck")
+    assert (unchecked["status"], unchecked["healthy"], unchecked["checks"]) == ("ok", None, [])
+    assert unchecked["message"].endswith("no health checks run")
+    assert outcome(result, "host2", "patch")["updates"][0]["after"] == "1.1"
+    # the checks skipped before patching still judge the host after it
+    verify = outcome(result, "host2", "verify")
+    assert (verify["status"], verify["failed_checks"]) == ("failed", 1)
+    assert result.failed() == {"host2"}
+
+    after = states(lab, "host1,host2")
+    assert after["host1"].packages["demo-lib"] == after["host2"].packages["demo-lib"] == "1.1"
+
+
+# ---------------------------------------------------------------- check fields away from defaults
+
+PORT = 8099
+
+
+def probes(address: str, *, tcp_host: str, status: int, exit_code: int) -> list[dict[str, Any]]:
+    """A check of each kind but systemd, on a listener at ``address`` only, that answers 404 to
+    /missing; the three fields given in full, as the controller passes them."""
+    return [
+        {"type": "tcp", "port": PORT, "host": tcp_host},
+        {"type": "http", "url": f"http://{address}:{PORT}/missing", "status": status},
+        {"type": "command", "command": "sh -c 'exit 3'", "exit_code": exit_code},
+    ]
+
+
+def listen(config: LabConfig, index: int, address: str) -> None:
+    """An HTTP server on the host at ``address`` only, serving the empty /srv, until the host is
+    restored. (Not ``python3 -m http.server``: it looks up the address's name before listening,
+    and the lab has no DNS to answer.)"""
+    server = (
+        "import http.server as h, socketserver as s; "
+        f"s.TCPServer(({address!r}, {PORT}), h.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    on_host(
+        config,
+        index,
+        f"systemd-run --unit=patchkit-test-listener --working-directory=/srv"
+        f" python3 -c {shlex.quote(server)}"
+        f" && timeout 10 sh -c 'until ss -Htln | grep -q {address}:{PORT}; do sleep 0.2; done'",
+    )
+
+
+def test_check_fields_away_from_their_defaults_decide_health(
+    lab_config: LabConfig, lab: Path, pristine: None, published: None, run_id: str
+) -> None:
+    first, second = str(lab_config.address(1)), str(lab_config.address(2))
+    for index, address in ((1, first), (2, second)):
+        listen(lab_config, index, address)
+    result = patch_batch(
+        lab,
+        run_id,
+        {"host1": ["demo-lib"], "host2": ["demo-lib"]},
+        patchkit_checks_by_host={
+            "host1": probes(first, tcp_host=first, status=404, exit_code=3),
+            "host2": probes(second, tcp_host="127.0.0.1", status=200, exit_code=0),  # defaults
+        },
+    )
+
+    healthy = outcome(result, "host1", "precheck")
+    assert healthy["healthy"] is True, healthy["message"]
+    for phase in ("precheck", "verify"):
+        rows = outcome(result, "host1", phase)["checks"]
+        assert check_rows(rows) == {"tcp": "ok", "http": "ok", "command": "ok"}, rows
+        assert rows[0]["target"] == f"{first}:{PORT}"
+        assert [row["detail"] for row in rows][1:] == [
+            "HTTP 404 (expected 404)",
+            "exit 3 (expected 3)",
+        ]
+    assert outcome(result, "host1", "patch")["updates"][0]["after"] == "1.1"
+
+    unhealthy = outcome(result, "host2", "precheck")
+    assert (unhealthy["status"], unhealthy["healthy"]) == ("failed", False)
+    rows = unhealthy["checks"]
+    assert check_rows(rows) == {"tcp": "failed", "http": "failed", "command": "failed"}, rows
+    assert rows[0]["target"] == f"127.0.0.1:{PORT}"
+    assert [row["detail"] for row in rows][1:] == ["HTTP 404 (expected 200)", "exit 3 (expected 0)"]
+    not_patched_after(result, "host2", "precheck")
+    assert states(lab, "host2")["host2"].packages["demo-lib"] == "1.0"
 
 
 # ---------------------------------------------------------------- rollback's own reboot
