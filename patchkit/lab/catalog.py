@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +37,12 @@ class DemoPackage:
     depends: str = ""
     postinst: str = ""
     files: tuple[DemoFile, ...] = ()
+    source: str = ""  # the source package it is built from; empty: the same name
+    fixes: tuple[str, ...] = ()  # the CVEs its changelog entry says this version fixes
+
+    @property
+    def source_name(self) -> str:
+        return self.source or self.name
 
     @property
     def is_update(self) -> bool:
@@ -133,8 +140,11 @@ def _versions(
     files: Callable[[str], list[DemoFile]],
     depends: str = "",
     postinst: str = "",
+    source: str = "",
+    fixes: tuple[str, ...] = (),
 ) -> list[DemoPackage]:
-    """The installed version (from the main origin) and the update (from ``update_origin``)."""
+    """The installed version (from the main origin) and the update (from ``update_origin``),
+    which fixes ``fixes``."""
     return [
         DemoPackage(
             name=name,
@@ -144,9 +154,22 @@ def _versions(
             depends=depends.format(version=version),
             postinst=postinst,
             files=tuple(files(version)),
+            source=source,
+            fixes=fixed,
         )
-        for version, origin in ((INSTALLED_VERSION, MAIN), (UPDATE_VERSION, update_origin))
+        for version, origin, fixed in (
+            (INSTALLED_VERSION, MAIN, ()),
+            (UPDATE_VERSION, update_origin, fixes),
+        )
     ]
+
+
+# The CVEs the demo packages' changelogs name. They are made up (the numbers are far past what
+# MITRE has assigned) so that the lab's advisory feeds, written by the tests in the real formats,
+# never claim anything about real software. demo-lib's update fixes two, the first of them
+# known exploited in the tests' KEV file.
+LIB_CVES = ("CVE-2026-940001", "CVE-2026-940002")
+KERNEL_CVES = ("CVE-2026-940010",)
 
 
 CATALOG: tuple[DemoPackage, ...] = tuple(
@@ -155,6 +178,8 @@ CATALOG: tuple[DemoPackage, ...] = tuple(
         SECURITY,
         "patchkit lab demo library",
         files=lambda v: [DemoFile("usr/lib/demo-lib/VERSION", v + "\n")],
+        source="libdemo",  # a binary named apart from its source, as libssl3 from openssl
+        fixes=LIB_CVES,
     )
     + _versions(
         "demo-app",
@@ -168,6 +193,7 @@ CATALOG: tuple[DemoPackage, ...] = tuple(
         SECURITY,
         "patchkit lab stand-in for a kernel (asks for a reboot)",
         postinst=_KERNEL_POSTINST,
+        fixes=KERNEL_CVES,
         files=lambda v: [
             DemoFile("usr/lib/demo-kernel/VERSION", v + "\n"),
             DemoFile("lib/systemd/system/demo-kernel.service", _KERNEL_UNIT),
@@ -188,9 +214,35 @@ CATALOG: tuple[DemoPackage, ...] = tuple(
 )
 
 
+def changelog(package: DemoPackage) -> str:
+    """The Debian changelog of ``package``: one entry per version up to its own, newest first."""
+    entries = []
+    for version in (v for v in (UPDATE_VERSION, INSTALLED_VERSION) if v <= package.version):
+        same = next(p for p in CATALOG if p.name == package.name and p.version == version)
+        suite = ORIGINS[same.origin]
+        changes = [f"  * Fix {cve}." for cve in same.fixes] or ["  * Release of the lab."]
+        day = (
+            "Mon, 30 Nov 2026 12:00:00 +0000"
+            if same.is_update
+            else "Mon, 02 Nov 2026 12:00:00 +0000"
+        )
+        urgency = "high" if same.fixes else "medium"
+        entries.append(
+            f"{package.source_name} ({version}) {suite}; urgency={urgency}\n\n"
+            + "\n".join(changes)
+            + f"\n\n -- patchkit lab <lab@example.invalid>  {day}\n"
+        )
+    return "\n".join(entries)
+
+
 def installed_packages() -> tuple[DemoPackage, ...]:
     """The versions the golden image ships installed."""
     return tuple(p for p in CATALOG if not p.is_update)
+
+
+def installed_stamp() -> str:
+    """12 hex digits that change whenever what the golden image installs changes."""
+    return hashlib.sha256(repr(installed_packages()).encode()).hexdigest()[:12]
 
 
 def select(pattern: str | None) -> tuple[DemoPackage, ...]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import LabUsageError
+from patchkit.lab import catalog
 
 DEFAULT_ROOT = Path("/var/lib/patchkit/lab")
 DEFAULT_NAME = "pklab"
@@ -173,7 +174,9 @@ class LabConfig:
 
     @property
     def image_stream(self) -> Path:
-        return self.cache_dir / f"base-{SUITE}.btrfs"
+        """The cached golden image of the current demo catalog: a catalog whose installed
+        versions changed (a new source, a changelog) gets an image of its own, never a stale one."""
+        return self.cache_dir / f"base-{SUITE}-{catalog.installed_stamp()}.btrfs"
 
     @property
     def key_path(self) -> Path:

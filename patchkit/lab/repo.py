@@ -43,6 +43,7 @@ def _build_one(package: DemoPackage, target: Path) -> None:
         control = [
             f"Package: {package.name}",
             f"Version: {package.version}",
+            *([f"Source: {package.source}"] if package.source else []),
             "Architecture: all",
             "Maintainer: patchkit lab <lab@example.invalid>",
             *([f"Depends: {package.depends}"] if package.depends else []),
@@ -55,6 +56,11 @@ def _build_one(package: DemoPackage, target: Path) -> None:
             postinst = root / "DEBIAN/postinst"
             postinst.write_text(f"#!/bin/sh\nset -e\n{package.postinst}\nexit 0\n")
             postinst.chmod(0o755)
+        # Debian puts a binary's changelog beside its copyright; scanners read CVEs from it.
+        docs = root / "usr/share/doc" / package.name
+        docs.mkdir(parents=True)
+        with gzip.open(docs / "changelog.Debian.gz", "wt", encoding="utf-8") as out:
+            out.write(catalog.changelog(package))
         for item in package.files:
             path = root / item.path
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,3 +117,31 @@ def test_select_nothing_is_an_error_listing_the_packages() -> None:
     with pytest.raises(LabUsageError) as err:
         catalog.select("openssl")
     assert "demo-svc_1.1" in (err.value.hint or "")
+
+
+def test_demo_lib_is_built_from_its_own_source_and_its_changelog_names_the_cves() -> None:
+    update = next(p for p in catalog.CATALOG if p.name == "demo-lib" and p.is_update)
+    assert update.source_name == "libdemo" and update.fixes == catalog.LIB_CVES
+    text = catalog.changelog(update)
+    assert text.startswith("libdemo (1.1) lab-security; urgency=high\n")
+    assert all(f"* Fix {cve}." in text for cve in catalog.LIB_CVES)
+    assert "libdemo (1.0) lab-updates" in text  # the older entry follows, as in Debian
+    installed = next(p for p in catalog.CATALOG if p.name == "demo-lib" and not p.is_update)
+    assert not any(cve in catalog.changelog(installed) for cve in catalog.LIB_CVES)
+
+
+def test_the_cached_image_changes_with_what_it_installs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    before = LabConfig.create(name="one", root=tmp_path).image_stream
+    assert catalog.installed_stamp() in before.name
+    first = catalog.CATALOG[0]
+    assert not first.is_update
+    changed = (dataclasses.replace(first, source="another"), *catalog.CATALOG[1:])
+    monkeypatch.setattr(catalog, "CATALOG", changed)
+    after = LabConfig.create(name="one", root=tmp_path).image_stream
+    assert after != before
+    # a change to an update only (not installed by the image) keeps the image
+    updates = tuple(dataclasses.replace(p, fixes=()) if p.is_update else p for p in changed)
+    monkeypatch.setattr(catalog, "CATALOG", updates)
+    assert LabConfig.create(name="one", root=tmp_path).image_stream == after
