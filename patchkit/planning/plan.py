@@ -156,6 +156,8 @@ def make_plan(
         exceptions=_exception_uses(policy, at.date(), applied),
         warnings=warnings,
         clusters=tuple(clusters.values()),
+        owner=policy.roles.owner,
+        description=policy.description,
     )
     digest = content_hash(plan)
     return dataclasses.replace(plan, id=codec.plan_id(digest), hash=digest)

@@ -273,6 +273,8 @@ class Plan:
     warnings: tuple[str, ...]
     # the clusters of hosts this plan would patch, when the policy sets max_unavailable
     clusters: tuple[ClusterState, ...] = ()
+    owner: str = ""  # the policy's roles.owner: who answers for it
+    description: str = ""  # the policy's description, shown to whoever approves
 
     @property
     def planned(self) -> tuple[Batch, ...]:

@@ -382,6 +382,8 @@ def _header(plan: Plan, f: Facts, t: Clock) -> Table:
     rows: list[tuple[str, Text | str]] = [
         ("plan", f"{plan.id}  (hash {plan.hash})"),
         ("policy", plan.policy),
+        *([("owner", plan.owner)] if plan.owner else []),
+        *([("description", plan.description)] if plan.description else []),
         ("window", window + t.short(w.cutoff)),
         ("made at", t.stamp(plan.made_at)),
         ("hosts", hosts),
