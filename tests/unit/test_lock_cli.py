@@ -147,19 +147,28 @@ def hold(ledger: Ledger, run_id: str | None, purpose: str, who: str, at: datetim
 
 
 @contextmanager
-def let_go_after(
-    seconds: float, ledger_url: str, run_id: str | None, purpose: str
+def let_go_once_it_waits(
+    monkeypatch: pytest.MonkeyPatch, ledger_url: str, run_id: str | None, purpose: str
 ) -> Iterator[None]:
-    """The other controller lets go of its locks ``seconds`` from now (from a thread)."""
+    """The other controller lets go of its locks once the command has found them held and
+    starts its first pause: at that point, not after a fixed time, so that a slow start of the
+    command (a loaded machine) cannot let it find the hosts already free."""
     other = Ledger(ledger_url)
-    timer = threading.Timer(seconds, lambda: other.unlock(run_id, holder=alive(), purpose=purpose))
-    timer.start()
+    pause = locks.Lease._pause
+    released: list[bool] = []
+
+    def let_go_then_pause(lease: locks.Lease, wait: locks.Wait, waited: timedelta) -> None:
+        if not released:
+            other.unlock(run_id, holder=alive(), purpose=purpose)
+            released.append(True)
+        pause(lease, wait, waited)
+
+    monkeypatch.setattr(locks.Lease, "_pause", let_go_then_pause)
     try:
         yield
     finally:
-        timer.cancel()
-        timer.join()
         other.close()
+    assert released, "the command never waited"
 
 
 @contextmanager
@@ -217,12 +226,19 @@ def test_rollback_refuses_hosts_another_run_holds(
 
 
 def test_rollback_waits_for_the_holder_then_locks_only_its_targets(
-    run_cli: Run, ledger: Ledger, ledger_url: str, inventory: str
+    run_cli: Run,
+    ledger: Ledger,
+    ledger_url: str,
+    inventory: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     changed_run(ledger, verified=False)
     hold(ledger, "run-2", "run", alive(), datetime.now(UTC))
     me = locks.holder()
-    with let_go_after(1.0, ledger_url, "run-2", "run"), watching(ledger_url) as seen:
+    with (
+        let_go_once_it_waits(monkeypatch, ledger_url, "run-2", "run"),
+        watching(ledger_url) as seen,
+    ):
         done = run_cli("rollback", "run-1", "--wait", "-p", POLICY, "-i", inventory)
     assert f"waiting: web-1 held by run run-2 (controller {alive()}" in done.said, done.err
     assert ("web-1", "rollback", me) in seen
@@ -250,11 +266,18 @@ def test_release_refuses_hosts_an_assessment_holds(
 
 
 def test_release_waits_for_the_holder_then_goes_on(
-    run_cli: Run, ledger: Ledger, ledger_url: str, inventory: str
+    run_cli: Run,
+    ledger: Ledger,
+    ledger_url: str,
+    inventory: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     changed_run(ledger, verified=True)
     hold(ledger, None, "assess", alive(), datetime.now(UTC))
-    with let_go_after(1.0, ledger_url, None, "assess"), watching(ledger_url) as seen:
+    with (
+        let_go_once_it_waits(monkeypatch, ledger_url, None, "assess"),
+        watching(ledger_url) as seen,
+    ):
         done = run_cli("release", "--wait", "-p", POLICY, "-i", inventory)
     assert "waiting: web-1 held by patchkit assess" in done.said, done.err
     assert ("web-1", "release", locks.holder()) in seen
@@ -279,11 +302,18 @@ def test_assess_refuses_hosts_a_rollback_holds(
 
 
 def test_assess_waits_for_the_holder_then_asks_the_hosts(
-    run_cli: Run, ledger: Ledger, ledger_url: str, inventory: str
+    run_cli: Run,
+    ledger: Ledger,
+    ledger_url: str,
+    inventory: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hold(ledger, None, "release", alive(), datetime.now(UTC))
     me = locks.holder()
-    with let_go_after(1.0, ledger_url, None, "release"), watching(ledger_url) as seen:
+    with (
+        let_go_once_it_waits(monkeypatch, ledger_url, None, "release"),
+        watching(ledger_url) as seen,
+    ):
         done = run_cli("assess", "--wait", "-p", POLICY, "-i", inventory)
     assert "waiting: web-1 held by patchkit release" in done.said, done.err
     assert {("web-1", "assess", me), ("web-2", "assess", me)} <= seen
