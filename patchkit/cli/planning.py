@@ -131,12 +131,13 @@ def _scope_row(entry: scoping.ScopeEntry, loaded: Policy | None, match: Any) -> 
         if loaded and loaded.rollout.anti_affinity
         else "cluster"
     )
+    env_var = loaded.promotion.variable if loaded and loaded.promotion else "env"
     row: dict[str, Any] = {
         "host": host.name,
         "in_scope": entry.in_scope,
         "reason": entry.reason,
         "kind": entry.kind.value if entry.kind else None,
-        "env": host.var("env"),
+        "env": host.var(env_var),
         "tier": host.var(tier_var),
         "cluster": host.var(cluster_var),
         "groups": list(host.groups),

@@ -298,10 +298,12 @@ def _host_plan(
     )
     estimate, basis = ctx.estimate(host.name, len(selected), reboot)
     cluster_var = policy.rollout.anti_affinity.variable if policy.rollout.anti_affinity else None
+    # the variable staged promotion reads (``env`` without promotion), as tier and cluster are
+    env_var = policy.promotion.variable if policy.promotion else "env"
     checks = tuple(i for i, c in enumerate(policy.verification) if host.name in match(c.hosts))
     return HostPlan(
         host=host.name,
-        env=_text(host.var("env")),
+        env=_text(host.var(env_var)),
         tier=_text(host.var(policy.criticality.variable)),
         cluster=_text(host.var(cluster_var)) if cluster_var else None,
         criticality=criticality,
