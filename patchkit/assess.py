@@ -1,7 +1,8 @@
 """Pending updates per host: run playbooks/assess.yml in check mode and read what it reports.
 
-The playbook only collects raw text on the hosts (apt's simulation, the reboot flag); the pure
-functions here turn it into ``Finding`` values, so they are tested on captured output.
+The playbook only collects raw text on the hosts (apt's simulation, dpkg's list of installed
+packages, the reboot flag); the pure functions here turn it into ``Finding`` values, so they are
+tested on captured output.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import Any
 from patchkit import content
 from patchkit.execution.runner import TaskResult, run_playbook
 from patchkit.findings import natural_key
-from patchkit.model import Finding, PendingUpdate
+from patchkit.model import Finding, InstalledPackage, PackageSet, PendingUpdate
 
 log = logging.getLogger(__name__)
 
 PLAYBOOK = "assess.yml"
 RESULT_TASK = "Patchkit assess result"  # the one task whose msg the playbook reports through
-REPORT_FORMAT = 1  # the playbook's report format this module reads
+REPORT_FORMAT = 2  # the playbook's report format (playbooks/assess.yml's header)
+REPORT_FORMATS = (1, 2)  # the formats this module reads: 1 has no software and no release
 FORKS = 20
 # A job timeout so one stuck host cannot hold the assessment forever; hosts without a result
 # by then are reported as not assessed. apt's own HTTP timeout (120 s) bounds each refresh.
@@ -49,8 +51,22 @@ _KEPT_TITLES = (
 )
 
 
+# The second letter of dpkg's ${db:Status-Abbrev} for a package whose files of its version are
+# on disk: installed, unpacked, half-configured, triggers-awaited, triggers-pending. Vulnerable
+# code is there in each of them. Left out: config-files (c: only conffiles remain),
+# half-installed (H: an install or removal stopped midway, the files are neither version's) and
+# not-installed (n). The first letter (wanted: install, hold, deinstall, purge) says nothing of
+# what is on disk: "ri", a package marked for removal, is still installed.
+_ON_DISK = frozenset("iUFWt")
+_PACKAGE_FIELDS = 6  # binary:Package, Version, Architecture, source:Package, source:Version, status
+
+
 class SimulationError(ValueError):
     """apt's simulation output has a line this parser does not understand."""
+
+
+class PackageListError(ValueError):
+    """dpkg-query's list of installed packages has a line this parser does not understand."""
 
 
 @dataclass(frozen=True)
@@ -137,20 +153,63 @@ def parse_simulation(text: str, first_seen: datetime | None = None) -> tuple[Pen
     return read_simulation(text, first_seen).updates
 
 
+def read_packages(text: str) -> PackageSet:
+    """Parse the assess playbook's ``dpkg-query -W -f=…`` output into the host's set (pure).
+
+    Each line is ``${binary:Package}\\t${Version}\\t${Architecture}\\t${source:Package}\\t
+    ${source:Version}\\t${db:Status-Abbrev}``. dpkg qualifies the names of Multi-Arch: same and
+    foreign packages (``libc6:amd64``); the qualifier is the architecture, which has its own
+    field, so it is dropped from the name. ``${source:Package}`` is the bare source name even
+    where the status file says ``Source: lvm2 (2.03.16-2)``, and ``${source:Version}`` that
+    version (else the binary's own): both default to the binary's when there is no Source
+    field. Packages whose files are not on disk (see ``_ON_DISK``) are left out. Raises
+    PackageListError for a line it cannot read, rather than dropping a package silently.
+    """
+    packages = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != _PACKAGE_FIELDS:
+            raise PackageListError(
+                f"line {number}: expected {_PACKAGE_FIELDS} tab-separated fields, found"
+                f" {len(fields)} in {line!r}"
+            )
+        name, version, arch, source, source_version, status = fields
+        if len(status) < 2 or status[1] not in _ON_DISK:
+            continue
+        bare, colon, qualifier = name.partition(":")
+        if colon and qualifier != arch:
+            raise PackageListError(
+                f"line {number}: {name!r} is qualified with another architecture than {arch!r}"
+            )
+        if not all((bare, version, arch, source, source_version)):
+            raise PackageListError(f"line {number}: an empty field in {line!r}")
+        packages.append(InstalledPackage(bare, version, arch, source, source_version))
+    return PackageSet(packages)
+
+
 # ---------------------------------------------------------------- playbook results -> findings
 
 
-def finding_from_report(host: str, report: Mapping[str, Any], at: datetime) -> Finding:
-    """The Finding for a host whose playbook run reached the result task (pure)."""
-    if report.get("format") != REPORT_FORMAT or report.get("manager") != "apt":
+def finding_from_report(
+    host: str,
+    report: Mapping[str, Any],
+    at: datetime,
+    pool: dict[str, PackageSet] | None = None,
+) -> Finding:
+    """The Finding for a host whose playbook run reached the result task (pure, but for
+    ``pool``: package sets interned by digest, so hosts with the same packages share one)."""
+    version = report.get("format")
+    if version not in REPORT_FORMATS or report.get("manager") != "apt":
         return Finding(
             host=host,
             assessed_at=at,
             reachable=False,
             message=(
-                f"the assess playbook reported format {report.get('format')!r} for package"
-                f" manager {report.get('manager')!r}; this patchkit reads format"
-                f" {REPORT_FORMAT} from apt"
+                f"the assess playbook reported format {version!r} for package"
+                f" manager {report.get('manager')!r}; this patchkit reads formats"
+                f" {' and '.join(map(str, REPORT_FORMATS))} from apt"
             ),
         )
     try:
@@ -166,24 +225,55 @@ def finding_from_report(host: str, report: Mapping[str, Any], at: datetime) -> F
         log.warning("%s: the upgrade would remove %s", host, ", ".join(simulation.removals))
     if simulation.kept_back:
         log.info("%s: kept back (held or phased): %s", host, ", ".join(simulation.kept_back))
-    message = ""
+    warnings = []
     rc = report.get("refresh_rc")
     if rc is not None and rc != 0:
         # Assessed all the same, from the lists the host already had: say so, do not fail.
         errors = "; ".join(str(e) for e in report.get("refresh_errors") or ())
-        message = (
+        warnings.append(
             f"package lists not refreshed (apt-get update exit {rc}"
             f"{': ' + errors if errors else ''}); pending updates are as of the last refresh"
         )
-        log.warning("%s: %s", host, message)
+    software, problem = _software(report) if version != 1 else (None, "")
+    if problem:
+        warnings.append(problem)
+    if software is not None and pool is not None:
+        software = pool.setdefault(software.digest, software)
+    for warning in warnings:
+        log.warning("%s: %s", host, warning)
     return Finding(
         host=host,
         assessed_at=at,
         reachable=True,
         updates=simulation.updates,
         reboot_pending=report.get("reboot_required") is True,
-        message=message,
+        message="; ".join(warnings),
+        release=_fact(report.get("release")),
+        software=software,
+        distribution=_fact(report.get("distribution")),
+        release_version=_fact(report.get("release_version")),
     )
+
+
+def _software(report: Mapping[str, Any]) -> tuple[PackageSet | None, str]:
+    """The host's package set from a format 2 report, or None and why not (a warning: the
+    pending updates stand without it)."""
+    rc = report.get("packages_rc")
+    if rc != 0:
+        errors = " | ".join(_lines(str(report.get("packages_errors") or "")))
+        return None, (
+            f"installed packages not listed (dpkg-query exit {rc}{': ' + errors if errors else ''})"
+        )
+    try:
+        return read_packages(str(report.get("packages", ""))), ""
+    except PackageListError as exc:
+        return None, f"cannot read dpkg-query's list of installed packages: {exc}"
+
+
+def _fact(value: Any) -> str | None:
+    """A distribution fact as reported, None when Ansible did not know it (``NA``, empty)."""
+    text = str(value).strip() if value is not None else ""
+    return text if text and text.upper() not in ("NA", "N/A") else None
 
 
 def failure_message(task: TaskResult) -> str:
@@ -214,12 +304,12 @@ class FindingCollector:
     def __init__(self, at: datetime) -> None:
         self.at = at
         self.found: dict[str, Finding] = {}
-        self.seen: list[str] = []
+        self.seen: dict[str, None] = {}  # hosts in the order they first showed (a set: 50,000)
+        self.sets: dict[str, PackageSet] = {}  # by digest: one object per distinct set
 
     def add(self, task: TaskResult) -> Finding | None:
         """Take one task result; return the host's Finding if this result decided it."""
-        if task.host not in self.seen:
-            self.seen.append(task.host)
+        self.seen.setdefault(task.host)
         if task.host in self.found:
             return None
         if task.status in ("unreachable", "failed"):
@@ -230,7 +320,7 @@ class FindingCollector:
             report = task.result.get("msg")
             if not isinstance(report, Mapping):
                 report = {}
-            finding = finding_from_report(task.host, report, self.at)
+            finding = finding_from_report(task.host, report, self.at, self.sets)
         else:
             return None
         self.found[task.host] = finding

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from patchkit.errors import FindingsError
-from patchkit.model import Finding, PendingUpdate
+from patchkit.model import Finding, InstalledPackage, PackageSet, PendingUpdate
 
 FORMAT = "patchkit-findings"
-VERSION = 1
+VERSION = 2  # what this patchkit writes
+VERSIONS = (1, 2)  # what it reads: 1 has no software, no release (None on reading)
 HINT = "see docs/findings-format.md; 'patchkit assess --export FILE' writes a valid file"
 _MAX_PROBLEMS = 20  # past this many, a file is wrong in the same way throughout: stop listing
 # About 2 KB a host with its updates: 256 MiB is over 100,000 hosts. Past it, a file is not an
@@ -33,7 +34,11 @@ _YEARS = range(1970, 9000)  # deadlines are computed from these times: keep far 
 _CHUNK = 1024 * 1024
 
 _HOST_KEYS = {"host", "assessed_at", "reachable", "reboot_pending", "message", "updates"}
+_RELEASE_KEYS = ("distribution", "release", "release_version")
+_HOST_KEYS_2 = _HOST_KEYS | {*_RELEASE_KEYS, "software"}
 _UPDATE_KEYS = {"package", "installed", "candidate", "origin", "first_seen"}
+_PACKAGE_KEYS = ("name", "version", "arch", "source", "source_version")  # InstalledPackage's
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -53,9 +58,13 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def to_data(findings: Iterable[Finding]) -> dict[str, Any]:
-    """The JSON document for ``findings`` as plain data: hosts in name order, updates by package."""
+    """The JSON document for ``findings`` as plain data: hosts in name order, updates by package,
+    each distinct package set once under its digest."""
     hosts = []
+    sets: dict[str, PackageSet] = {}
     for finding in sorted(findings, key=lambda f: (natural_key(f.host), f.host)):
+        if finding.software is not None:
+            sets.setdefault(finding.software.digest, finding.software)
         hosts.append(
             {
                 "host": finding.host,
@@ -63,6 +72,10 @@ def to_data(findings: Iterable[Finding]) -> dict[str, Any]:
                 "reachable": finding.reachable,
                 "reboot_pending": finding.reboot_pending,
                 "message": finding.message,
+                "distribution": finding.distribution,
+                "release": finding.release,
+                "release_version": finding.release_version,
+                "software": finding.software.digest if finding.software is not None else None,
                 "updates": [
                     {
                         "package": u.package,
@@ -75,7 +88,11 @@ def to_data(findings: Iterable[Finding]) -> dict[str, Any]:
                 ],
             }
         )
-    return {"format": FORMAT, "version": VERSION, "hosts": hosts}
+    package_sets = {
+        digest: [dict(zip(_PACKAGE_KEYS, p.line().split("\t"), strict=True)) for p in s.packages]
+        for digest, s in sets.items()
+    }
+    return {"format": FORMAT, "version": VERSION, "hosts": hosts, "package_sets": package_sets}
 
 
 def dumps(findings: Iterable[Finding]) -> str:
@@ -192,6 +209,9 @@ class _Reader:
     def __init__(self) -> None:
         self.problems: list[str] = []  # the first _MAX_PROBLEMS of them
         self.count = 0
+        self.version = VERSION
+        self.sets: dict[str, PackageSet] = {}  # package_sets, read: one object per digest
+        self.bad_sets: set[str] = set()  # in package_sets, with problems of their own
 
     def problem(self, where: str, what: str) -> None:
         self.count += 1
@@ -208,15 +228,19 @@ class _Reader:
             return ()
         version = data.get("version")
         # type() and not ==: true == 1 and 1.0 == 1 in Python, and neither is version 1
-        if type(version) is not int or version != VERSION:
+        if type(version) is not int or version not in VERSIONS:
             what = (
                 f"{version!r} is newer than this patchkit reads ({VERSION}); upgrade patchkit"
                 if type(version) is int and version > VERSION
-                else f"expected {VERSION}, found {_value(version)}"
+                else f"expected {' or '.join(map(str, VERSIONS))}, found {_value(version)}"
             )
             self.problem("version", what)
             return ()
-        self.unknown_keys("", data, {"format", "version", "hosts"})
+        self.version = version
+        top = {"format", "version", "hosts"} | ({"package_sets"} if version >= 2 else set())
+        self.unknown_keys("", data, top)
+        if version >= 2:
+            self.package_sets(data.get("package_sets"))
         hosts = data.get("hosts")
         if not isinstance(hosts, list):
             self.problem(
@@ -245,7 +269,7 @@ class _Reader:
             self.problem(where, f"expected an object, found {_kind(item)}")
             return None
         before = self.count
-        self.unknown_keys(where, item, _HOST_KEYS)
+        self.unknown_keys(where, item, _HOST_KEYS_2 if self.version >= 2 else _HOST_KEYS)
         name = self.string(where, item, "host", required=True, empty=False)
         assessed_at = self.time(where, item, "assessed_at", required=True)
         reachable = self.boolean(where, item, "reachable", required=True)
@@ -254,6 +278,13 @@ class _Reader:
         updates = self.updates(where, item.get("updates", []))
         if reachable is False and updates:
             self.problem(f"{where}.updates", "an unreachable host cannot have pending updates")
+        release = {
+            k: self.string(where, item, k, required=False, empty=False, nullable=True)
+            for k in _RELEASE_KEYS
+        }
+        software = self.software(where, item, name)
+        if reachable is False and software is not None:
+            self.problem(f"{where}.software", "an unreachable host cannot have software listed")
         if self.count > before or name is None or assessed_at is None:
             return None
         return Finding(
@@ -263,7 +294,79 @@ class _Reader:
             updates=updates,
             reboot_pending=bool(reboot_pending),
             message=message,
+            software=software,
+            **release,
         )
+
+    def software(self, where: str, item: dict[str, Any], host: str | None) -> PackageSet | None:
+        """The package set a host refers to by digest, from the document's package_sets."""
+        digest = self.string(where, item, "software", required=False, empty=False, nullable=True)
+        if digest is None:
+            return None
+        found = self.sets.get(digest)
+        if found is None and digest not in self.bad_sets:
+            shown = repr(digest) if _DIGEST.match(digest) else _value(digest)
+            self.problem(
+                f"{where}.software",
+                f"host {host!r} refers to package set {shown}, which package_sets does not hold",
+            )
+        return found
+
+    def package_sets(self, data: Any) -> None:
+        """Read ``package_sets``: digest -> packages; each digest must be its packages' own."""
+        if not isinstance(data, dict):
+            what = "missing" if data is None else f"expected an object, found {_kind(data)}"
+            self.problem("package_sets", f"{what} (digest -> packages; {{}} for none)")
+            return
+        self.twice("package_sets", data)
+        for digest, items in data.items():
+            # a digest in full (64 characters: _key would cut it short)
+            where = f"package_sets.{digest if _DIGEST.match(digest) else _key(digest)}"
+            self.bad_sets.add(digest)  # until read whole
+            if not _DIGEST.match(digest):
+                self.problem(where, "not a digest (64 lowercase hexadecimal digits, SHA-256)")
+                continue
+            if not isinstance(items, list):
+                self.problem(where, f"expected a list of packages, found {_kind(items)}")
+                continue
+            before = self.count
+            packages: dict[tuple[str, str], InstalledPackage] = {}
+            for index, entry in enumerate(items):
+                package = self.package(f"{where}[{index}]", entry)
+                if package is None:
+                    continue
+                if (package.name, package.arch) in packages:
+                    self.problem(
+                        f"{where}[{index}]",
+                        f"{package.name!r} ({package.arch}) is listed twice in this set",
+                    )
+                packages[(package.name, package.arch)] = package
+            if self.count > before:
+                continue
+            made = PackageSet(packages.values())
+            if made.digest != digest:
+                self.problem(
+                    where,
+                    f"the packages' digest is {made.digest}: the set was changed after it"
+                    " was written (a set's key is the SHA-256 of its packages)",
+                )
+                continue
+            self.sets[digest] = made
+            self.bad_sets.discard(digest)
+
+    def package(self, where: str, entry: Any) -> InstalledPackage | None:
+        if not isinstance(entry, dict):
+            self.problem(where, f"expected an object, found {_kind(entry)}")
+            return None
+        before = self.count
+        self.unknown_keys(where, entry, set(_PACKAGE_KEYS))
+        values = [self.string(where, entry, k, required=True, empty=False) for k in _PACKAGE_KEYS]
+        for key, value in zip(_PACKAGE_KEYS, values, strict=True):
+            if value is not None and any(c.isspace() for c in value):
+                self.problem(f"{where}.{key}", f"{_value(value)} holds a blank (none can)")
+        if self.count > before:
+            return None
+        return InstalledPackage(*(v or "" for v in values))
 
     def updates(self, where: str, items: Any) -> tuple[PendingUpdate, ...]:
         if not isinstance(items, list):

@@ -7,7 +7,8 @@ newer than this patchkit is refused rather than guessed at.
 
 Adding a version: append a step below that changes existing tables (new tables are created by
 ``metadata.create_all`` after the steps), bump ``schema.SCHEMA_VERSION``, and test the step on a
-ledger at the previous version (``tests/integration/test_ledger_migrations.py``).
+ledger at the previous version (``tests/integration/test_ledger_migrations.py``, and
+``tests/unit/test_software_inventory.py`` for version 5 on SQLite).
 """
 
 from __future__ import annotations
@@ -52,11 +53,24 @@ def _v4_admission(conn: Connection) -> None:
         conn.execute(schema.locks.insert(), [r | {"purpose": "run"} for r in rows])
 
 
+def _v5_software(conn: Connection) -> None:
+    # Findings of version 4 knew nothing of the installed software: None, "not collected".
+    schema.package_sets.create(conn, checkfirst=True)  # first: findings refer to it
+    for column in (
+        "distribution VARCHAR(64)",
+        '"release" VARCHAR(64)',  # quoted: a keyword (RELEASE SAVEPOINT)
+        "release_version VARCHAR(64)",
+        "package_set VARCHAR(64) REFERENCES package_sets (digest)",
+    ):
+        conn.execute(text(f"ALTER TABLE findings ADD COLUMN {column}"))
+
+
 # version -> the step that takes a ledger from the version before to it
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_reboot_approval,
     3: _v3_locks,
     4: _v4_admission,
+    5: _v5_software,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from sqlalchemy import (
 from patchkit.errors import RefusedError
 from patchkit.ledger import schema as t
 from patchkit.ledger.base import LedgerBase, audit, aware, new_id, utc
+from patchkit.ledger.software import load_sets, store_sets
 from patchkit.model import Approval, Finding, PendingUpdate
 
 
@@ -41,7 +42,8 @@ class PlanningRecords(LedgerBase):
         """Store one assessment in one transaction; return the findings with first_seen set.
 
         ``first_seen`` of an update is the earliest time any assessment saw that candidate on
-        that host (or the one given, if earlier): compliance deadlines run from it.
+        that host (or the one given, if earlier): compliance deadlines run from it. Each
+        distinct package set is stored once, and only if the ledger does not hold it yet.
         """
         out = []
         with self._tx("cannot write to") as conn:
@@ -49,6 +51,7 @@ class PlanningRecords(LedgerBase):
                 insert(t.assessments).values(started=utc(started), source=source, hosts=len(found))
             )
             assessment_id = new_id(result)
+            store_sets(conn, (f.software for f in found if f.software is not None))
             for finding in found:
                 known = self._first_seen(conn, finding.host)
                 updates = []
@@ -66,6 +69,10 @@ class PlanningRecords(LedgerBase):
                         reachable=finding.reachable,
                         reboot_pending=finding.reboot_pending,
                         message=finding.message,
+                        distribution=finding.distribution,
+                        release=finding.release,
+                        release_version=finding.release_version,
+                        package_set=finding.software.digest if finding.software else None,
                     )
                 )
                 finding_id = new_id(row)
@@ -84,16 +91,7 @@ class PlanningRecords(LedgerBase):
                             for u in updates
                         ],
                     )
-                out.append(
-                    Finding(
-                        host=finding.host,
-                        assessed_at=finding.assessed_at,
-                        reachable=finding.reachable,
-                        updates=tuple(updates),
-                        reboot_pending=finding.reboot_pending,
-                        message=finding.message,
-                    )
-                )
+                out.append(replace(finding, updates=tuple(updates)))
         return tuple(out)
 
     @staticmethod
@@ -108,7 +106,8 @@ class PlanningRecords(LedgerBase):
         return {(p, c): aware(first) for p, c, first in conn.execute(query)}
 
     def latest_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
-        """The newest finding per host (only for ``hosts`` when given)."""
+        """The newest finding per host (only for ``hosts`` when given); hosts with the same
+        packages share one PackageSet object."""
         latest = (
             select(t.findings.c.host, func.max(t.findings.c.id).label("fid"))
             .group_by(t.findings.c.host)
@@ -130,6 +129,7 @@ class PlanningRecords(LedgerBase):
                             u.package, u.installed, u.candidate, u.origin, aware(u.first_seen)
                         )
                     )
+            sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
             for r in rows:
                 out[r.host] = Finding(
                     host=r.host,
@@ -138,6 +138,10 @@ class PlanningRecords(LedgerBase):
                     updates=tuple(sorted(updates.get(r.id, []), key=lambda u: u.package)),
                     reboot_pending=r.reboot_pending,
                     message=r.message,
+                    release=r.release,
+                    software=sets[r.package_set] if r.package_set is not None else None,
+                    distribution=r.distribution,
+                    release_version=r.release_version,
                 )
         return out
 

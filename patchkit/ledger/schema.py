@@ -1,7 +1,8 @@
 """The ledger's tables (SQLAlchemy Core): the same schema on SQLite and PostgreSQL.
 
-Times are stored as timezone-aware timestamps in UTC; plan bodies as JSON text (the exact bytes
-that were hashed, so a stored plan can be verified against its hash).
+Times are stored as timezone-aware timestamps in UTC; plan bodies as JSON text and package sets
+as their canonical text (the exact bytes that were hashed, so a stored plan or set can be
+verified against its hash).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import (
 )
 
 # Bump with a step in migrations.py whenever an existing table changes.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -41,6 +42,19 @@ assessments = Table(
     Column("hosts", Integer, nullable=False),
 )
 
+# What is installed on hosts, one row per distinct set (hosts made from one image share it),
+# content-addressed: ``digest`` is the SHA-256 of ``body``, the set's canonical form
+# (patchkit.model.PackageSet.canonical: one ``name, version, arch, source, source_version`` line
+# per package, tab-separated, sorted). Plain text rather than compressed: it is the exact bytes
+# hashed, readable and searchable with SQL, and PostgreSQL compresses long values (TOAST) itself.
+package_sets = Table(
+    "package_sets",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("packages", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
 findings = Table(
     "findings",
     metadata,
@@ -51,6 +65,12 @@ findings = Table(
     Column("reachable", Boolean, nullable=False),
     Column("reboot_pending", Boolean, nullable=False),
     Column("message", Text, nullable=False),
+    # version 5: the distribution facts and what is installed; None: not collected (findings
+    # of older ledgers, unreachable hosts, format 1 findings files)
+    Column("distribution", String(64)),
+    Column("release", String(64)),  # the codename: bookworm
+    Column("release_version", String(64)),
+    Column("package_set", ForeignKey("package_sets.digest")),
     Index("ix_findings_host_time", "host", "assessed_at"),
 )
 

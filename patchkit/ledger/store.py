@@ -6,11 +6,12 @@ from patchkit.ledger.base import DEFAULT_PATH, default_url, shown_url
 from patchkit.ledger.planning import PlanningRecords
 from patchkit.ledger.queries import RunQueries
 from patchkit.ledger.runs import RunRecords
+from patchkit.ledger.software import SoftwareRecords
 
 __all__ = ["DEFAULT_PATH", "Ledger", "default_url", "shown_url"]
 
 
-class Ledger(PlanningRecords, RunRecords, RunQueries):
+class Ledger(PlanningRecords, RunRecords, RunQueries, SoftwareRecords):
     """The record of assessments, plans, approvals and runs, on SQLite or PostgreSQL by URL.
 
     Opening it creates or migrates the schema (``LedgerBase``); each method is one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from patchkit import findings
-from patchkit.assess import assess
+from patchkit.assess import assess, read_packages
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.config import LabConfig
-from patchkit.model import Finding
+from patchkit.ledger import Ledger
+from patchkit.model import Finding, InstalledPackage
 
-from .conftest import TEST_HOSTS, on_host, states
+from .conftest import POLICY, TEST_HOSTS, on_host, patchkit_cli, states
 
 DEMO_ORIGINS = {
     "demo-app": "lab-updates",
@@ -116,3 +118,49 @@ def test_a_pending_reboot_is_reported(lab_config: LabConfig, lab: Path, publishe
         on_host(lab_config, 3, "rm -f /run/reboot-required")
     assert finding.reachable, finding.message
     assert finding.reboot_pending
+
+
+# What the assess playbook runs, asked over SSH to check it against what the ledger holds.
+DPKG_QUERY = (
+    "dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\t${source:Package}"
+    "\\t${source:Version}\\t${db:Status-Abbrev}\\n'"
+)
+
+
+def test_assess_records_each_hosts_software_and_release(
+    lab_config: LabConfig, lab: Path, published: None, env: dict[str, str], tmp_path: Path
+) -> None:
+    export = tmp_path / "findings.json"
+    done = patchkit_cli("assess", "-p", POLICY, "-i", str(lab), "--export", str(export), env=env)
+    assert done.returncode == 0, done.stderr
+    demo = states(lab)
+    ledger = Ledger(env["PATCHKIT_LEDGER"])
+    software = ledger.latest_software()
+    assert sorted(software) == NAMES
+    for index, host in enumerate(NAMES, start=1):
+        known = software[host]
+        codename = on_host(lab_config, index, ". /etc/os-release && echo $VERSION_CODENAME")
+        assert (known.distribution, known.release) == ("Debian", codename) == ("Debian", "bookworm")
+        assert known.release_version and known.release_version.startswith("12")
+        # the very packages dpkg lists on the host, demo-lib under its own source
+        assert known.software == read_packages(on_host(lab_config, index, DPKG_QUERY) + "\n")
+        installed = demo[host].packages["demo-lib"]
+        lib = [p for p in known.software.packages if p.name == "demo-lib"]
+        assert lib == [InstalledPackage("demo-lib", installed, "all", "libdemo", installed)]
+    # hosts made from one image share one stored set, and one object when read
+    latest = ledger.latest_findings()
+    distinct = {f.software.digest for f in latest.values() if f.software is not None}
+    assert (
+        len({id(f.software) for f in latest.values()})
+        == len(distinct)
+        == len({s.software.digest for s in software.values()})
+    )
+    # the export is version 2, each set once; plan reads it
+    data = json.loads(export.read_text())
+    assert data["version"] == 2 and sorted(data["package_sets"]) == sorted(distinct)
+    assert {f.host: f for f in findings.load(export)} == latest
+    done = patchkit_cli(
+        "plan", "-p", POLICY, "-i", str(lab), "--findings", str(export), "--no-save",
+        "--format", "json", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

@@ -29,12 +29,47 @@ LATER_COLUMNS = (
 )
 
 
+# Columns version 5 added to findings (the software inventory); package_sets is new in it too.
+SOFTWARE_COLUMNS = ("distribution", "release", "release_version", "package_set")
+
+
+def drop_software(conn: Connection) -> None:
+    """Take findings back to before version 5. SQLite cannot drop a column a foreign key
+    names: there the table is rebuilt without them (SQLite's own recipe for such changes)."""
+    if conn.dialect.name == "postgresql":
+        drops = ", ".join(f'DROP COLUMN "{c}"' for c in SOFTWARE_COLUMNS)
+        conn.execute(text(f"ALTER TABLE findings {drops}"))
+    else:
+        # this plain engine leaves SQLite's foreign keys off (its default), so pending_updates'
+        # reference to findings does not stop the drop
+        conn.execute(
+            text(
+                "CREATE TABLE findings_v4 (id INTEGER NOT NULL, assessment_id INTEGER NOT NULL,"
+                " host VARCHAR(255) NOT NULL, assessed_at DATETIME NOT NULL,"
+                " reachable BOOLEAN NOT NULL, reboot_pending BOOLEAN NOT NULL,"
+                " message TEXT NOT NULL, PRIMARY KEY (id),"
+                " FOREIGN KEY(assessment_id) REFERENCES assessments (id))"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO findings_v4 SELECT id, assessment_id, host, assessed_at, reachable,"
+                " reboot_pending, message FROM findings"
+            )
+        )
+        conn.execute(text("DROP TABLE findings"))
+        conn.execute(text("ALTER TABLE findings_v4 RENAME TO findings"))
+        conn.execute(text("CREATE INDEX ix_findings_host_time ON findings (host, assessed_at)"))
+    conn.execute(text("DROP TABLE package_sets"))
+
+
 def version_1_ledger(url: str) -> None:
     """A ledger as patchkit with schema 1 left it: approvals without the reboots column, none of
-    the columns of version 4, no locks table."""
+    the columns of version 4, no locks table, none of version 5's software inventory."""
     Ledger(url)  # today's schema, then taken back to version 1
     engine = create_engine(url)
     with engine.begin() as conn:
+        drop_software(conn)
         conn.execute(
             text(
                 'INSERT INTO plans (id, hash, policy, "window", window_start, made_at, saved_at,'
@@ -53,15 +88,26 @@ def version_1_ledger(url: str) -> None:
             ),
             {"at": T0},
         )
+        conn.execute(
+            text("INSERT INTO assessments (id, started, source, hosts) VALUES (1, :at, 'inv', 1)"),
+            {"at": T0},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO findings (assessment_id, host, assessed_at, reachable,"
+                " reboot_pending, message) VALUES (1, 'web1', :at, TRUE, FALSE, 'as of v1')"
+            ),
+            {"at": T0},
+        )
         conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema'"))
     engine.dispose()
 
 
-def schema_of(url: str) -> tuple[str, set[str]]:
+def schema_of(url: str, table: str = "approvals") -> tuple[str, set[str]]:
     engine = create_engine(url)
     with engine.connect() as conn:
         version = conn.execute(text("SELECT value FROM meta WHERE key = 'schema'")).scalar_one()
-        columns = {c["name"] for c in inspect(conn).get_columns("approvals")}
+        columns = {c["name"] for c in inspect(conn).get_columns(table)}
     engine.dispose()
     return str(version), columns
 
@@ -70,8 +116,13 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_records(ledger_url: str) -
     version_1_ledger(ledger_url)
     later = {"reboots"} | {c for table, c in LATER_COLUMNS if table == "approvals"}
     assert schema_of(ledger_url) == ("1", {c.name for c in t.approvals.columns} - later)
+    old_findings = {c.name for c in t.findings.columns} - set(SOFTWARE_COLUMNS)
+    assert schema_of(ledger_url, "findings") == ("1", old_findings)
     ledger = Ledger(ledger_url)  # opening migrates
     assert schema_of(ledger_url) == (str(t.SCHEMA_VERSION), {c.name for c in t.approvals.columns})
+    assert schema_of(ledger_url, "findings")[1] == {c.name for c in t.findings.columns}
+    found = ledger.latest_findings()["web1"]
+    assert (found.message, found.software, found.release) == ("as of v1", None, None)
     (old,) = ledger.approvals("plan-1")
     assert (old.by, old.comment, old.reboots) == ("alice", "CHG-1", False)
     ledger.approve("plan-1", "h1", by="bob", at=T0, reboots=True)

@@ -241,6 +241,10 @@ def test_a_skipped_refresh_is_not_a_warning() -> None:
 
 
 def test_a_report_this_version_cannot_read() -> None:
+    finding = finding_from_report("host1", report(format=3), AT)
+    assert not finding.reachable
+    assert "format 3" in finding.message
+    assert "reads formats 1 and 2 from apt" in finding.message
     finding = finding_from_report("host1", report(format=2, manager="dnf"), AT)
     assert not finding.reachable
     assert "format 2" in finding.message

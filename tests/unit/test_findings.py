@@ -66,7 +66,8 @@ def test_dumps_is_stable_and_sorted() -> None:
     assert text == findings.dumps(reversed(fleet()))
     data = json.loads(text)
     assert data["format"] == "patchkit-findings"
-    assert data["version"] == 1
+    assert data["version"] == 2
+    assert data["package_sets"] == {}  # nothing in fleet() lists its software
     assert [h["host"] for h in data["hosts"]] == ["db1", "web2", "web10"]
     assert [u["package"] for u in data["hosts"][2]["updates"]] == [
         "libssl3",
@@ -189,11 +190,11 @@ def test_a_missing_candidate_names_file_and_path() -> None:
         ({"format": "other"}, "findings.json: format: expected 'patchkit-findings', found"),
         (
             {"format": "patchkit-findings", "version": 7, "hosts": []},
-            "findings.json: version: 7 is newer than this patchkit reads (1); upgrade patchkit",
+            "findings.json: version: 7 is newer than this patchkit reads (2); upgrade patchkit",
         ),
         (
             {"format": "patchkit-findings", "version": "1", "hosts": []},
-            "findings.json: version: expected 1, found '1'",
+            "findings.json: version: expected 1 or 2, found '1'",
         ),
         ({"format": "patchkit-findings", "version": 1}, "findings.json: hosts: missing"),
         (
