@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from patchkit.advisories.knowledge import CveFacts, Knowledge
+from patchkit.advisories.matching import match_host, release_keys
 from patchkit.errors import PlanningError
 from patchkit.model import Finding, Host, Severity
 from patchkit.planning import batches as batching
@@ -22,8 +24,10 @@ from patchkit.planning import scope as scoping
 from patchkit.planning.codec import canonical, jsonable
 from patchkit.planning.history import POLICY_BASIS, History, environment_of, promotion_verdict
 from patchkit.planning.history import host_estimate as history_estimate
+from patchkit.planning.severity import rate
 from patchkit.planning.types import (
     ApprovalRules,
+    CveRef,
     ExceptionUse,
     FreezeSpan,
     HeldUpdate,
@@ -39,6 +43,7 @@ from patchkit.planning.types import (
 )
 from patchkit.planning.windows import Occurrence, next_occurrence
 from patchkit.policy.model import Policy, Window
+from patchkit.policy.values import format_duration
 
 STALE_FINDINGS = timedelta(days=7)
 
@@ -51,6 +56,7 @@ def make_plan(
     window: str | None = None,
     history: History | None = None,
     allowed_signers: str = "",
+    knowledge: Knowledge | None = None,
 ) -> Plan:
     """The plan for the next occurrence of ``window`` (default: the earliest window with work).
 
@@ -58,13 +64,15 @@ def make_plan(
     environment before (policy ``promotion``) and gives estimates from past durations.
     ``allowed_signers`` is the content of the policy's allowed_signers file (roles.signatures),
     which the plan carries so that the signers approved with it are the ones checked at run.
+    ``knowledge`` (the imported advisories) names the CVEs each update fixes on its host, which
+    the policy's severity rules may rate it by.
     """
     if at.tzinfo is None:
         raise PlanningError("the plan time must carry a timezone")
     history = history or History()
     hosts = sorted(hosts, key=lambda h: h.name)
     match = scoping.matcher(hosts)
-    context = _Context(policy, hosts, history, at, match)
+    context = _Context(policy, hosts, history, at, match, knowledge or Knowledge())
     entries = scoping.resolve(hosts, policy, at.date(), match)
     in_scope = [e.host for e in entries if e.in_scope]
     chosen, occurrence = _pick_window(policy, in_scope, at, window, match)
@@ -135,12 +143,13 @@ def make_plan(
         end=occurrence.end,
     )
     warnings = _warnings(policy, scheduled, occurrence, ordered, canary_size, canary, at)
+    warnings += _advisory_warnings(policy, context.knowledge, at)
     plan = Plan(
         id="",
         hash="",
         policy=policy.name,
         made_at=at,
-        inputs=input_hashes(policy, hosts, findings, history),
+        inputs=input_hashes(policy, hosts, findings, history, context.knowledge),
         window=WindowSlot(
             name=chosen.name,
             timezone=chosen.timezone,
@@ -218,8 +227,14 @@ class _Context:
         history: History,
         at: datetime,
         match: prio.Matcher,
+        knowledge: Knowledge,
     ) -> None:
         self.policy, self.history, self.at, self.match = policy, history, at, match
+        self.knowledge = knowledge
+        # hosts made from one image share a package set: matched once per set, release and
+        # pending updates, not once per host
+        self._fixes: dict[tuple[object, ...], Mapping[str, tuple[str, ...]]] = {}
+        self._refs: dict[str, tuple[CveFacts, CveRef]] = {}
         promotion = policy.promotion
         self.envs = {h.name: environment_of(h, promotion) if promotion else None for h in hosts}
         self.tiers = {h.name: prio.criticality_of(h, policy, match)[1] for h in hosts}
@@ -227,6 +242,44 @@ class _Context:
         for name, label in self.tiers.items():
             self.by_tier.setdefault(label, []).append(name)
         self._estimates: dict[tuple[str, bool], tuple[timedelta, str] | None] = {}
+
+    def fixes(self, finding: Finding) -> Mapping[str, tuple[str, ...]]:
+        """Pending package → the CVEs its update fixes on this host (empty without data)."""
+        if self.knowledge.empty or finding.software is None or not self.knowledge.feeds:
+            return {}
+        releases = release_keys(
+            finding.distribution or "", finding.release, finding.release_version
+        )
+        pending = tuple((u.package, u.candidate) for u in finding.updates)
+        key = (finding.software.digest, releases, pending)
+        found = self._fixes.get(key)
+        if found is None:
+            found = match_host(
+                releases, finding.software.packages, finding.updates, self.knowledge.feeds
+            ).fixes_by_update
+            self._fixes[key] = found
+        return found
+
+    def cves(self, ids: Sequence[str]) -> tuple[list[CveFacts], tuple[CveRef, ...]]:
+        """The facts of ``ids`` (for the rules) and their plan form, known-exploited first."""
+        pairs = [self._ref(cve) for cve in ids]
+        pairs.sort(key=lambda p: (not p[1].kev, -(p[1].cvss or -1.0), p[1].cve))
+        return [p[0] for p in pairs], tuple(p[1] for p in pairs)
+
+    def _ref(self, cve: str) -> tuple[CveFacts, CveRef]:
+        cached = self._refs.get(cve)
+        if cached is None:
+            facts = self.knowledge.facts(cve)
+            ref = CveRef(
+                cve=cve,
+                cvss=facts.cvss.base_score if facts.cvss else None,
+                cvss_version=facts.cvss.version if facts.cvss else None,
+                kev=facts.known_exploited,
+                epss=facts.epss.epss if facts.epss else None,
+                urgency=facts.urgency.value if facts.urgency else None,
+            )
+            cached = self._refs[cve] = (facts, ref)
+        return cached
 
     def estimate(self, host: str, packages: int, reboot: bool) -> tuple[timedelta, str]:
         """From the history of the host's tier when there is enough, else the policy's."""
@@ -252,9 +305,12 @@ def _host_plan(
     policy, at, match = ctx.policy, ctx.at, ctx.match
     selected: list[SelectedUpdate] = []
     held: list[HeldUpdate] = []
+    fixes = ctx.fixes(finding)
     for update in sorted(finding.updates, key=lambda u: u.package):
         security = prio.is_security(update, policy)
-        severity = prio.severity_of(update, security, policy)
+        facts, refs = ctx.cves(fixes.get(update.package.split(":", 1)[0], ()))
+        rating = rate(update, security, policy, facts)
+        severity = rating.severity
         first_seen = update.first_seen or finding.assessed_at
         reason = prio.hold_reason(update, security, first_seen, at, policy)
         if reason is None:
@@ -269,7 +325,7 @@ def _host_plan(
                 ctx.history, policy.promotion, at,
             )  # fmt: skip
         if reason is not None:
-            held.append(HeldUpdate(update.package, update.candidate, reason))
+            held.append(HeldUpdate(update.package, update.candidate, reason, refs))
             continue
         selected.append(
             SelectedUpdate(
@@ -282,6 +338,8 @@ def _host_plan(
                 reboot=prio.reboot_needed(update.package, policy),
                 first_seen=first_seen,
                 note=note,
+                rated_by=rating.why(policy),
+                cves=refs,
             )
         )
     criticality, label = prio.criticality_of(host, policy, match)
@@ -395,6 +453,28 @@ def _warnings(
     return tuple(out)
 
 
+def _advisory_warnings(policy: Policy, knowledge: Knowledge, at: datetime) -> tuple[str, ...]:
+    out: list[str] = []
+    rules = policy.classification
+    testing = [i + 1 for i, r in enumerate(rules.severity_rules) if r.tests_vulnerabilities]
+    if testing and not knowledge.feeds:
+        numbers = ", ".join(str(i) for i in testing)
+        out.append(
+            f"severity rule(s) {numbers} test the CVEs an update fixes, but no tracker or OSV "
+            "feed is imported: they match nothing (patchkit advisories import FILE)"
+        )
+    limit = rules.advisory_max_age
+    for feed in knowledge.sources():
+        age = at - feed.date
+        if age > limit:
+            out.append(
+                f"advisory feed {feed.kind.value} ({feed.source}) is {age.days} days old, "
+                f"older than classification.advisory_max_age ({format_duration(limit)}): "
+                "import a fresh one before approving"
+            )
+    return tuple(out)
+
+
 def _minutes(delta: timedelta) -> str:
     return f"{round(delta.total_seconds() / 60)} min"
 
@@ -497,6 +577,7 @@ def input_hashes(
     hosts: Sequence[Host],
     findings: Mapping[str, Finding],
     history: History | None = None,
+    knowledge: Knowledge | None = None,
 ) -> dict[str, str]:
     def digest(data: Any) -> str:
         return hashlib.sha256(canonical(data)).hexdigest()
@@ -510,4 +591,8 @@ def input_hashes(
     }
     if history is not None and (history.installs or history.durations):
         out["history"] = digest(history.digest_data())  # a plan made without any has no key
+    if knowledge is not None and not knowledge.empty:
+        # which feeds, by their bytes: enough to prove what was known when the plan was made
+        sources = sorted([f.kind.value, f.sha256] for f in knowledge.sources())
+        out["advisories"] = digest(sources)
     return out

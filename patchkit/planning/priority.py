@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
 
-from patchkit.model import Finding, Host, PendingUpdate, Severity
+from patchkit.model import Finding, Host, PendingUpdate
 from patchkit.policy.model import Policy, PolicyException
 
 # Resolves a list of host patterns to the names of the hosts it matches (computed once per list).
@@ -23,20 +23,6 @@ def globs(name: str, patterns: Sequence[str]) -> bool:
 
 def is_security(update: PendingUpdate, policy: Policy) -> bool:
     return globs(update.origin, policy.classification.security_origins)
-
-
-def severity_of(update: PendingUpdate, security: bool, policy: Policy) -> Severity:
-    """The first severity rule that matches, else the security or default severity."""
-    rules = policy.classification
-    for rule in rules.severity_rules:
-        if rule.packages and not globs(update.package, rule.packages):
-            continue
-        if rule.origins and not globs(update.origin, rule.origins):
-            continue
-        if rule.security is not None and rule.security != security:
-            continue
-        return rule.severity
-    return rules.security_severity if security else rules.default_severity
 
 
 def criticality_of(host: Host, policy: Policy, match: Matcher) -> tuple[int, str]:

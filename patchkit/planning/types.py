@@ -17,6 +17,18 @@ from patchkit.policy.values import Amount
 
 
 @dataclass(frozen=True)
+class CveRef:
+    """A CVE an update fixes, with what the advisories say of it (as the plan was made)."""
+
+    cve: str
+    cvss: float | None = None  # base score of the vector patchkit rates by (highest, newest)
+    cvss_version: str | None = None
+    kev: bool = False  # in CISA's Known Exploited Vulnerabilities catalog
+    epss: float | None = None  # FIRST EPSS: probability of exploitation in the next 30 days
+    urgency: str | None = None  # Debian tracker urgency / Ubuntu priority
+
+
+@dataclass(frozen=True)
 class SelectedUpdate:
     """A pending update the plan will install."""
 
@@ -29,6 +41,8 @@ class SelectedUpdate:
     reboot: bool  # installing it needs a reboot (policy's reboot_packages)
     first_seen: datetime
     note: str | None = None  # e.g. why it skips staged promotion (an exemption)
+    rated_by: str = ""  # what set the severity: "rule 2 (kev: true) for CVE-…", "default_severity"
+    cves: tuple[CveRef, ...] = ()  # the CVEs it fixes on this host, known-exploited first
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class HeldUpdate:
     package: str
     candidate: str
     reason: str
+    cves: tuple[CveRef, ...] = ()  # what staying held leaves open, known-exploited first
 
 
 @dataclass(frozen=True)

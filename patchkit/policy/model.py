@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.json_schema import GenerateJsonSchema
 
+from patchkit.advisories.types import CVE_ID, Urgency
 from patchkit.model import Severity
 from patchkit.policy.recurrence import (
     ANCHOR,
@@ -134,18 +135,73 @@ class Roles(Section):
         return self
 
 
+def _cve_id(value: str) -> str:
+    text = value.strip().upper()
+    if not CVE_ID.match(text):
+        raise ValueError(f"not a CVE id: {value!r} (CVE-YYYY-NNNN)")
+    return text
+
+
+CveId = Annotated[str, AfterValidator(_cve_id)]
+
+
 class SeverityRule(Section):
-    """Give updates matching every condition set here a severity (first matching rule wins)."""
+    """Give updates matching every condition set here a severity (first matching rule wins).
+
+    ``packages``, ``origins`` and ``security`` test the update. ``kev``, ``cvss_min``,
+    ``epss_min``, ``urgency`` and ``cves`` test the vulnerabilities it fixes (from the imported
+    advisories): the rule matches when one of them meets all of these at once. An update that
+    fixes several is rated for each, and takes the highest severity they earn.
+    """
 
     severity: Severity
     packages: Patterns = Field(default_factory=list, description="Package name globs.")
     origins: Patterns = Field(default_factory=list, description="Origin (suite) globs.")
     security: bool | None = Field(default=None, description="Only security (or non-security).")
+    kev: bool | None = Field(
+        default=None,
+        description="true: a fixed CVE is in CISA's Known Exploited Vulnerabilities catalog; "
+        "false: one that is not.",
+    )
+    cvss_min: Annotated[float, Field(ge=0, le=10)] | None = Field(
+        default=None, description="A fixed CVE's CVSS base score is at least this (0-10)."
+    )
+    epss_min: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description="A fixed CVE's EPSS probability of exploitation is at least this (0-1).",
+    )
+    urgency: list[Urgency] = Field(
+        default_factory=list,
+        description="A fixed CVE's urgency in the Debian tracker (or Ubuntu priority) is one "
+        "of these.",
+    )
+    cves: Annotated[list[CveId], Field(max_length=MAX_HOSTS)] = Field(
+        default_factory=list, description="The update fixes one of these CVEs."
+    )
+
+    @property
+    def tests_vulnerabilities(self) -> bool:
+        """Whether the rule has a condition on the CVEs an update fixes."""
+        return (
+            self.kev is not None
+            or self.cvss_min is not None
+            or self.epss_min is not None
+            or bool(self.urgency)
+            or bool(self.cves)
+        )
 
     @model_validator(mode="after")
     def _has_condition(self) -> SeverityRule:
-        if not self.packages and not self.origins and self.security is None:
-            raise ValueError("a severity rule needs packages, origins or security to match on")
+        if (
+            not self.packages
+            and not self.origins
+            and self.security is None
+            and not self.tests_vulnerabilities
+        ):
+            raise ValueError(
+                "a severity rule needs something to match on: packages, origins, security, "
+                "kev, cvss_min, epss_min, urgency or cves"
+            )
         return self
 
 
@@ -167,6 +223,11 @@ class Classification(Section):
         description="Origins whose updates count as security updates.",
     )
     severity_rules: list[SeverityRule] = Field(default_factory=list)
+    advisory_max_age: Annotated[Duration, Within(MAX_DURATION)] = Field(
+        default=timedelta(days=7),
+        description="The plan warns when an imported advisory feed (tracker, OSV, KEV, EPSS) "
+        "is older than this.",
+    )
     security_severity: Severity = Severity.HIGH
     default_severity: Severity = Severity.MEDIUM
 

@@ -26,8 +26,8 @@ from patchkit.planning.priority import (
     criticality_of,
     is_security,
     package_exception,
-    severity_of,
 )
+from patchkit.planning.severity import rate
 from patchkit.policy.model import Policy, PolicyException
 from patchkit.reports import charts
 from patchkit.reports.plan import md, md_table, template_environment
@@ -173,7 +173,7 @@ def build(
             if done is not None and done >= finding.assessed_at:
                 continue  # a run installed it after this assessment: no longer outstanding
             security = is_security(update, policy)
-            severity = severity_of(update, security, policy)
+            severity = rate(update, security, policy).severity
             first = update.first_seen or finding.assessed_at
             deadline, status = _update_status(first, severity, policy, at)
             held = whole or package_exception(host, update.package, live, match)
@@ -250,7 +250,7 @@ def _exceptions(
 
 def _severity(row: Mapping[str, Any], policy: Policy) -> Severity:
     update = PendingUpdate(row["package"], None, row["version"], row["origin"] or "")
-    return severity_of(update, is_security(update, policy), policy)
+    return rate(update, is_security(update, policy), policy).severity
 
 
 def _time_to_patch(

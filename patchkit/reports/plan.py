@@ -20,7 +20,15 @@ from rich.text import Text
 from patchkit.model import Severity
 from patchkit.planning import codec
 from patchkit.planning.plan import STALE_FINDINGS, plan_body
-from patchkit.planning.types import Batch, HostPlan, Plan, Settings, SkipKind, SkippedHost
+from patchkit.planning.types import (
+    Batch,
+    CveRef,
+    HostPlan,
+    Plan,
+    Settings,
+    SkipKind,
+    SkippedHost,
+)
 from patchkit.reports.terminal import Fit, FittedTable, plain_text, shown, visible
 
 FORMAT = codec.FORMAT
@@ -62,6 +70,8 @@ class PackageRow:
     security: bool
     reboot: bool
     hosts: tuple[str, ...]
+    rated_by: tuple[str, ...] = ()  # distinct: hosts may differ in the CVEs an update fixes
+    cves: tuple[CveRef, ...] = ()  # every CVE it fixes on any of them, known-exploited first
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,16 @@ class HeldRow:
     package: str
     candidate: str
     reason: str
+    hosts: tuple[str, ...]
+    cves: tuple[CveRef, ...] = ()  # what stays open while it is held
+
+
+@dataclass(frozen=True)
+class CveRow:
+    """One CVE the planned updates fix, with the updates and hosts it is fixed by."""
+
+    ref: CveRef
+    packages: tuple[str, ...]
     hosts: tuple[str, ...]
 
 
@@ -101,6 +121,7 @@ class Facts:
     enforced: tuple[tuple[str, str], ...] = ()
     risks: tuple[Risk, ...] = ()
     risk: str = "low"  # "high" when a risk is high, else "medium" when there is one
+    cves: tuple[CveRow, ...] = ()  # fixed by this window's planned updates, known-exploited first
 
 
 def facts(plan: Plan) -> Facts:
@@ -131,6 +152,7 @@ def facts(plan: Plan) -> Facts:
         ),
         quorum=_quorum(plan),
         enforced=_enforced(plan),
+        cves=_cves(planned),
     )
     risks = _risks(plan, base)
     levels = {r.level for r in risks}
@@ -152,19 +174,61 @@ def _packages(hosts: Sequence[HostPlan]) -> tuple[PackageRow, ...]:
             security=any(u.security for _, u in pairs),
             reboot=any(u.reboot for _, u in pairs),
             hosts=tuple(name for name, _ in pairs),
+            rated_by=tuple(sorted({u.rated_by for _, u in pairs if u.rated_by})),
+            cves=_merged(ref for _, u in pairs for ref in u.cves),
         )
         for (package, candidate), pairs in by_update.items()
     ]
     return tuple(sorted(rows, key=lambda r: (-r.severity.rank, r.package, r.candidate)))
 
 
+def cve_order(ref: CveRef) -> tuple[bool, float, str]:
+    """Known-exploited first, then by CVSS score (highest first), then by id."""
+    return (not ref.kev, -(ref.cvss if ref.cvss is not None else -1.0), ref.cve)
+
+
+def _merged(refs: Iterable[CveRef]) -> tuple[CveRef, ...]:
+    return tuple(sorted({r.cve: r for r in refs}.values(), key=cve_order))
+
+
+def _cves(hosts: Sequence[HostPlan]) -> tuple[CveRow, ...]:
+    refs: dict[str, CveRef] = {}
+    packages: dict[str, set[str]] = defaultdict(set)
+    fixed_on: dict[str, set[str]] = defaultdict(set)
+    for h in hosts:
+        for u in h.updates:
+            for ref in u.cves:
+                refs[ref.cve] = ref
+                packages[ref.cve].add(u.package)
+                fixed_on[ref.cve].add(h.host)
+    return tuple(
+        CveRow(ref, tuple(sorted(packages[ref.cve])), tuple(sorted(fixed_on[ref.cve])))
+        for ref in sorted(refs.values(), key=cve_order)
+    )
+
+
+def cve_label(ref: CveRef) -> str:
+    """``CVE-2026-1 (CVSS 9.8, KEV, EPSS 0.94)``: what a reader needs to weigh it."""
+    parts = [f"CVSS {ref.cvss:.1f}" if ref.cvss is not None else "no CVSS"]
+    if ref.kev:
+        parts.append("KEV")
+    if ref.epss is not None:
+        parts.append(f"EPSS {ref.epss:.2f}")
+    return f"{ref.cve} ({', '.join(parts)})"
+
+
 def _held(plan: Plan) -> tuple[HeldRow, ...]:
     by_reason: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    refs: dict[tuple[str, str, str], list[CveRef]] = defaultdict(list)
     owners = [(h.host, h.held) for h in plan.hosts()] + [(s.host, s.held) for s in plan.skipped]
     for host, held in owners:
         for u in held:
             by_reason[(u.package, u.candidate, u.reason)].append(host)
-    return tuple(HeldRow(p, c, r, tuple(sorted(hs))) for (p, c, r), hs in sorted(by_reason.items()))
+            refs[(u.package, u.candidate, u.reason)].extend(u.cves)
+    return tuple(
+        HeldRow(p, c, r, tuple(sorted(hs)), _merged(refs[(p, c, r)]))
+        for (p, c, r), hs in sorted(by_reason.items())
+    )
 
 
 def _quorum(plan: Plan) -> tuple[str, ...]:
@@ -318,6 +382,8 @@ def plan_text(plan: Plan, *, detail: bool = True) -> Group:
     parts += [shown(f"warning: {w}", style="bold yellow") for w in plan.warnings]
     parts.append(_batch_table(plan, t))
     parts.append(_host_updates(plan, f) if detail else _package_table(f))
+    if f.cves:
+        parts.append(_cve_table(f))
     if f.held:
         held = _table(
             f"{len(f.held)} update(s) held back",
@@ -325,10 +391,15 @@ def plan_text(plan: Plan, *, detail: bool = True) -> Group:
             ("candidate", Fit.WHOLE),
             ("why", Fit.FREE),
             ("hosts", Fit.WORDS),
+            ("leaves open", Fit.WORDS),
         )
         for r in f.held:
             held.add_row(
-                shown(r.package), shown(r.candidate), shown(r.reason), shown(names(r.hosts))
+                shown(r.package),
+                shown(r.candidate),
+                shown(r.reason),
+                shown(names(r.hosts)),
+                _cve_cell(r.cves),
             )
         parts.append(held)
     for group in f.skipped:
@@ -453,6 +524,7 @@ def _host_updates(plan: Plan, f: Facts) -> FittedTable:
         *(("host", Fit.WHOLE), ("batch", Fit.WORDS), ("severity / priority", Fit.WORDS)),
         *(("package", Fit.WORDS), ("installed → candidate", Fit.WORDS)),
         *(("update severity", Fit.WORDS), ("origin", Fit.FREE), ("security", Fit.WHOLE)),
+        *(("rated by", Fit.FREE), ("fixes", Fit.WORDS)),
     )
     for h in plan.hosts():
         b = f.batch_of[h.host]
@@ -467,6 +539,8 @@ def _host_updates(plan: Plan, f: Facts) -> FittedTable:
                 Text(u.severity, style=SEVERITY_STYLE.get(u.severity, "")),
                 shown(u.origin),
                 "yes" if u.security else "no",
+                shown(u.rated_by or "-"),
+                _cve_cell(u.cves),
             )
             first = [Text(""), Text(""), Text("")]  # the host's own cells only on its first row
     return table
@@ -477,7 +551,7 @@ def _package_table(f: Facts) -> FittedTable:
         f"{len(f.packages)} update(s) on the planned hosts",
         *(("package", Fit.WHOLE), ("installed → candidate", Fit.WORDS)),
         *(("severity", Fit.WORDS), ("security", Fit.WHOLE), ("reboot", Fit.WHOLE)),
-        ("hosts", Fit.WORDS),
+        *(("hosts", Fit.WORDS), ("rated by", Fit.FREE), ("fixes", Fit.WORDS)),
     )
     for r in f.packages:
         table.add_row(
@@ -487,6 +561,38 @@ def _package_table(f: Facts) -> FittedTable:
             "yes" if r.security else "no",
             "yes" if r.reboot else "no",
             shown(f"{len(r.hosts)}: {names(r.hosts, limit=6)}"),
+            shown("; ".join(r.rated_by) or "-"),
+            _cve_cell(r.cves),
+        )
+    return table
+
+
+def _cve_cell(refs: Sequence[CveRef]) -> Text:
+    if not refs:
+        return Text("-")
+    text = Text()
+    for i, ref in enumerate(refs):
+        text.append(("\n" if i else "") + cve_label(ref), style="bold red" if ref.kev else "")
+    return text
+
+
+def _cve_table(f: Facts) -> FittedTable:
+    table = _table(
+        f"{len(f.cves)} CVE(s) fixed by this window, known exploited first",
+        *(("CVE", Fit.WHOLE), ("CVSS", Fit.WHOLE), ("KEV", Fit.WHOLE), ("EPSS", Fit.WHOLE)),
+        *(("urgency", Fit.WORDS), ("updates", Fit.WORDS), ("hosts", Fit.WORDS)),
+    )
+    for row in f.cves:
+        ref = row.ref
+        cvss = f"{ref.cvss:.1f} (v{ref.cvss_version})" if ref.cvss is not None else "-"
+        table.add_row(
+            Text(ref.cve, style="bold red" if ref.kev else ""),
+            cvss,
+            "yes" if ref.kev else "no",
+            f"{ref.epss:.2f}" if ref.epss is not None else "-",
+            shown(ref.urgency or "-"),
+            shown(", ".join(row.packages)),
+            shown(f"{len(row.hosts)}: {names(row.hosts, limit=6)}"),
         )
     return table
 
@@ -593,6 +699,7 @@ def template_environment() -> Environment:
     )
     env.filters["md"] = md
     env.filters["span"] = span
+    env.filters["cve"] = cve_label
     env.filters["stamp"] = lambda when: "" if when is None else f"{when:%Y-%m-%d %H:%M:%S %Z}"
     return env
 
