@@ -113,6 +113,32 @@ def release_keys(
     return tuple(dict.fromkeys(keys))
 
 
+class _Dated(Protocol):
+    """What ``host_releases`` reads of a finding (patchkit.model.Finding)."""
+
+    @property
+    def distribution(self) -> str | None: ...
+    @property
+    def release(self) -> str | None: ...
+    @property
+    def release_version(self) -> str | None: ...
+
+
+def host_releases(findings: Iterable[_Dated]) -> frozenset[Release]:
+    """Every name feeds may give the releases of these hosts (``release_keys`` of each)."""
+    keys: set[Release] = set()
+    seen: set[tuple[str | None, str | None, str | None]] = set()
+    for finding in findings:
+        triple = (finding.distribution, finding.release, finding.release_version)
+        if triple in seen:
+            continue
+        seen.add(triple)
+        keys.update(
+            release_keys(finding.distribution or "", finding.release, finding.release_version)
+        )
+    return frozenset(keys)
+
+
 def source_version_of(binary_version: str, installed: Installed | None) -> str:
     """The source version a binary update brings.
 

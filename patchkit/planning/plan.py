@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from patchkit.advisories.fleet import FleetMatcher
 from patchkit.advisories.knowledge import CveFacts, Knowledge
-from patchkit.advisories.matching import match_host, release_keys
 from patchkit.errors import PlanningError
 from patchkit.model import Finding, Host, Severity
 from patchkit.planning import batches as batching
@@ -231,9 +231,7 @@ class _Context:
     ) -> None:
         self.policy, self.history, self.at, self.match = policy, history, at, match
         self.knowledge = knowledge
-        # hosts made from one image share a package set: matched once per set, release and
-        # pending updates, not once per host
-        self._fixes: dict[tuple[object, ...], Mapping[str, tuple[str, ...]]] = {}
+        self.matcher = FleetMatcher(knowledge)  # once per host image, not once per host
         self._refs: dict[str, tuple[CveFacts, CveRef]] = {}
         promotion = policy.promotion
         self.envs = {h.name: environment_of(h, promotion) if promotion else None for h in hosts}
@@ -245,20 +243,8 @@ class _Context:
 
     def fixes(self, finding: Finding) -> Mapping[str, tuple[str, ...]]:
         """Pending package → the CVEs its update fixes on this host (empty without data)."""
-        if self.knowledge.empty or finding.software is None or not self.knowledge.feeds:
-            return {}
-        releases = release_keys(
-            finding.distribution or "", finding.release, finding.release_version
-        )
-        pending = tuple((u.package, u.candidate) for u in finding.updates)
-        key = (finding.software.digest, releases, pending)
-        found = self._fixes.get(key)
-        if found is None:
-            found = match_host(
-                releases, finding.software.packages, finding.updates, self.knowledge.feeds
-            ).fixes_by_update
-            self._fixes[key] = found
-        return found
+        found = self.matcher.match(finding)
+        return found.fixes_by_update if found is not None else {}
 
     def cves(self, ids: Sequence[str]) -> tuple[list[CveFacts], tuple[CveRef, ...]]:
         """The facts of ``ids`` (for the rules) and their plan form, known-exploited first."""

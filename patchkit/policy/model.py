@@ -571,6 +571,12 @@ class Reporting(Section):
         description="Days before its deadline from which an outstanding update is due soon "
         "(shorter than the shortest deadline).",
     )
+    clock: Literal["first-seen", "advisory"] = Field(
+        default="first-seen",
+        description="When an update's deadline starts: first-seen, the first assessment that "
+        "saw it on the host; advisory, the earliest publication date of the CVEs it fixes "
+        "(imported advisories), falling back to first-seen for an update with no dated CVE.",
+    )
 
     @field_validator("deadlines", mode="after")
     @classmethod

@@ -19,6 +19,9 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 
+from patchkit.advisories.fleet import FleetMatcher
+from patchkit.advisories.knowledge import CveFacts, Knowledge
+from patchkit.advisories.matching import HostMatch
 from patchkit.model import Finding, Host, PendingUpdate, Severity
 from patchkit.planning import scope as scoping
 from patchkit.planning.priority import (
@@ -50,6 +53,19 @@ class Outstanding:
     deadline: datetime
     status: str  # overdue / due soon / compliant / excepted
     exception: str  # "owner, until DATE: reason" when an exception holds it
+    cves: tuple[str, ...] = ()  # the CVEs it fixes on the host, known exploited first
+    clock: str = "first seen"  # what the deadline runs from: "first seen" or "advisory"
+
+
+@dataclass(frozen=True)
+class OpenCve:
+    """A CVE that affects a host, as its newest assessment and the imported advisories say."""
+
+    cve: str
+    exposure: str  # fix pending / fix not available here / no fix yet
+    source: str  # the source package it is in
+    kev: bool
+    cvss: float | None
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class HostCompliance:
     assessed_at: datetime | None
     note: str  # why unknown, or the host's exception
     updates: tuple[Outstanding, ...]
+    open_cves: tuple[OpenCve, ...] = ()  # known exploited first; empty without advisories
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,11 @@ class ComplianceReport:
     time_to_patch: tuple[TimeToPatch, ...]
     latency: tuple[tuple[str, float], ...]  # per run (oldest first): mean days to patch
     windows: tuple[WindowStats, ...]
+    clock: str = "first-seen"  # reporting.clock
+    advisories: bool = False  # whether tracker or OSV advisories were there to match against
+    open_cves: int = 0  # distinct CVEs affecting at least one host
+    known_exploited: int = 0  # distinct KEV CVEs affecting at least one host
+    kev_hosts: int = 0  # hosts affected by at least one KEV CVE
 
 
 def _describe(exc: PolicyException) -> str:
@@ -141,11 +163,17 @@ def build(
     installed: Sequence[Mapping[str, Any]],
     runs: Sequence[Mapping[str, Any]],
     at: datetime,
+    knowledge: Knowledge | None = None,
 ) -> ComplianceReport:
     """Compliance of ``hosts`` under ``policy`` at ``at``.
 
-    ``installed``: ``Ledger.installed_updates()``; ``runs``: ``Ledger.runs()``.
+    ``installed``: ``Ledger.installed_updates()``; ``runs``: ``Ledger.runs()``. ``knowledge``
+    (the imported advisories) rates updates by the CVEs they fix, as the planner does, lists
+    each host's open CVEs, and dates deadlines from the advisory under ``reporting.clock``.
     """
+    knowledge = knowledge or Knowledge()
+    vulns = FleetMatcher(knowledge)
+    by_advisory = policy.reporting.clock == "advisory"
     match = scoping.matcher(hosts)
     entries = scoping.resolve(hosts, policy, at.date(), match)
     live = scoping.live_exceptions(policy, at.date())
@@ -168,13 +196,21 @@ def build(
             )  # fmt: skip
             continue
         outstanding = []
+        matched = vulns.match(finding)
+        fixes = matched.fixes_by_update if matched is not None else {}
         for update in finding.updates:
             done = patched.get((host.name, update.package, update.candidate))
             if done is not None and done >= finding.assessed_at:
                 continue  # a run installed it after this assessment: no longer outstanding
             security = is_security(update, policy)
-            severity = rate(update, security, policy).severity
+            facts = [knowledge.facts(c) for c in fixes.get(update.package.split(":", 1)[0], ())]
+            facts.sort(key=lambda f: (not f.known_exploited, -(_score(f) or -1.0), f.cve))
+            severity = rate(update, security, policy, facts).severity
             first = update.first_seen or finding.assessed_at
+            clock = "first seen"
+            published = [f.published for f in facts if f.published is not None]
+            if by_advisory and published:
+                first, clock = min(published), "advisory"
             deadline, status = _update_status(first, severity, policy, at)
             held = whole or package_exception(host, update.package, live, match)
             if held is not None:
@@ -191,6 +227,8 @@ def build(
                     deadline=deadline,
                     status=status,
                     exception=_describe(held) if held else "",
+                    cves=tuple(f.cve for f in facts),
+                    clock=clock,
                 )
             )
         outstanding.sort(key=lambda o: (STATUSES.index(o.status), o.deadline, o.package))
@@ -199,9 +237,12 @@ def build(
             HostCompliance(
                 host.name, tier, env, host.groups, status, finding.assessed_at,
                 f"host exception: {_describe(whole)}" if whole else "", tuple(outstanding),
+                _open_cves(matched, knowledge),
             )
         )  # fmt: skip
     rows.sort(key=lambda h: (STATUSES.index(h.status), h.host))
+    open_ids = {c.cve for h in rows for c in h.open_cves}
+    exploited = {c.cve for h in rows for c in h.open_cves if c.kev}
     return ComplianceReport(
         policy=policy.name,
         at=at,
@@ -215,7 +256,30 @@ def build(
         time_to_patch=_time_to_patch(policy, installed),
         latency=_latency(installed, runs),
         windows=_windows(runs),
+        clock=policy.reporting.clock,
+        advisories=vulns.active,
+        open_cves=len(open_ids),
+        known_exploited=len(exploited),
+        kev_hosts=sum(1 for h in rows if any(c.kev for c in h.open_cves)),
     )
+
+
+def _score(facts: CveFacts) -> float | None:
+    return facts.cvss.base_score if facts.cvss is not None else None
+
+
+def _open_cves(matched: HostMatch | None, knowledge: Knowledge) -> tuple[OpenCve, ...]:
+    if matched is None:
+        return ()
+    out = []
+    for v in matched.vulnerable:
+        facts = knowledge.facts(v.vulnerability)
+        out.append(
+            OpenCve(v.vulnerability, v.exposure.value, v.source, facts.known_exploited,
+                    _score(facts))
+        )  # fmt: skip
+    out.sort(key=lambda c: (not c.kev, -(c.cvss if c.cvss is not None else -1.0), c.cve))
+    return tuple(out)
 
 
 def _totals(rows: Sequence[HostCompliance]) -> tuple[Total, ...]:
@@ -317,19 +381,49 @@ def to_csv(report: ComplianceReport) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         ["host", "tier", "env", "host_status", "package", "installed", "candidate", "severity",
-         "first_seen", "age_days", "deadline", "status", "exception", "note"]
+         "first_seen", "age_days", "deadline", "status", "exception", "note", "cves",
+         "deadline_from", "host_open_cves", "host_known_exploited"]
     )  # fmt: skip
     for h in report.hosts:
         head = [h.host, h.tier, h.env, h.status]
+        tail = [len(h.open_cves), sum(1 for c in h.open_cves if c.kev)]
         if not h.updates:
-            writer.writerow([*head, "", "", "", "", "", "", "", "", "", h.note])
+            writer.writerow([*head, "", "", "", "", "", "", "", "", "", h.note, "", "", *tail])
         for u in h.updates:
             writer.writerow(
                 [*head, u.package, u.installed or "", u.candidate, u.severity,
                  u.first_seen.isoformat(), u.age_days, u.deadline.isoformat(), u.status,
-                 u.exception, h.note]
+                 u.exception, h.note, " ".join(u.cves), u.clock, *tail]
             )  # fmt: skip
     return visible(out.getvalue())  # control characters shown escaped: a CSV gets cat too
+
+
+def vulnerability_summary(report: ComplianceReport) -> str:
+    """``5 open CVE(s), 1 known exploited (on 2 host(s))``, or why nothing can be said."""
+    if not report.advisories:
+        return "no advisories imported (patchkit advisories import): open CVEs unknown"
+    return (
+        f"{report.open_cves} open CVE(s), {report.known_exploited} known exploited "
+        f"(on {report.kev_hosts} host(s))"
+    )
+
+
+def open_cves_text(host: HostCompliance, limit: int = 5) -> str:
+    """``2 (1 KEV): CVE-a KEV fix pending, CVE-b no fix yet``; ``-`` for none."""
+    if not host.open_cves:
+        return "-"
+    kev = sum(1 for c in host.open_cves if c.kev)
+    shown_cves = [f"{c.cve}{' KEV' if c.kev else ''} {c.exposure}" for c in host.open_cves[:limit]]
+    more = len(host.open_cves) - limit
+    tail = f", and {more} more" if more > 0 else ""
+    return f"{len(host.open_cves)} ({kev} KEV): " + ", ".join(shown_cves) + tail
+
+
+def _update_line(u: Outstanding) -> str:
+    fixes = f", fixes {' '.join(u.cves)}" if u.cves else ""
+    since = ", clock from the advisory" if u.clock == "advisory" else ""
+    due = f"due {u.deadline:%Y-%m-%d}{since}"
+    return f"{u.package} {u.candidate} ({u.severity}, {u.status}, {due}{fixes})"
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -345,16 +439,17 @@ def to_markdown(report: ComplianceReport) -> str:
         + ", ".join(f"{s} {d}" for s, d in report.deadlines.items())
         + f"; due soon: {report.due_soon_days} days before",
         f"- hosts: {md(_counts(report.counts)) or 'none'}",
+        f"- vulnerabilities: {vulnerability_summary(report)}",
+        f"- deadlines run from: {_clock_words(report.clock)}",
         "",
         "## Hosts",
         "",
     ]
     lines += md_table(
-        ["host", "status", "tier", "env", "outstanding", "note"],
+        ["host", "status", "tier", "env", "outstanding", "open CVEs", "note"],
         [
-            [h.host, h.status, h.tier, h.env,
-             "; ".join(f"{u.package} {u.candidate} ({u.severity}, {u.status}, due "
-                       f"{u.deadline:%Y-%m-%d})" for u in h.updates), h.note]
+            [h.host, h.status, h.tier, h.env, "; ".join(_update_line(u) for u in h.updates),
+             open_cves_text(h), h.note]
             for h in report.hosts
         ],
     )  # fmt: skip
@@ -385,25 +480,29 @@ def to_markdown(report: ComplianceReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _clock_words(clock: str) -> str:
+    if clock == "advisory":
+        return "the advisory's publication date (first seen where none is known)"
+    return "the first assessment that saw the update"
+
+
 def to_text(report: ComplianceReport) -> Group:
     head = shown(
         f"compliance of policy {report.policy} at {report.at:%Y-%m-%d %H:%M %Z}: "
-        f"{_counts(report.counts) or 'no hosts'}"
+        f"{_counts(report.counts) or 'no hosts'}; {vulnerability_summary(report)}; "
+        f"deadlines from {_clock_words(report.clock)}"
     )
     hosts = FittedTable("hosts (worst first)")
     hosts.add_column("host", Fit.WHOLE)
     hosts.add_column("status", Fit.WHOLE)
-    for column in ("tier", "env", "outstanding updates"):
+    for column in ("tier", "env", "outstanding updates", "open CVEs"):
         hosts.add_column(column, Fit.WORDS)
     hosts.add_column("note", Fit.FREE)
     for h in report.hosts:
-        updates = "\n".join(
-            f"{u.package} {u.candidate} {u.severity}: {u.status}, due {u.deadline:%Y-%m-%d}"
-            for u in h.updates
-        )
+        updates = "\n".join(_update_line(u) for u in h.updates)
         hosts.add_row(
             shown(h.host), Text(h.status, style=COLOURS.get(h.status, "")), shown(h.tier),
-            shown(h.env), shown(updates), shown(h.note),
+            shown(h.env), shown(updates), shown(open_cves_text(h)), shown(h.note),
         )  # fmt: skip
     totals = FittedTable("totals")
     totals.add_column("by", Fit.WHOLE)
