@@ -499,7 +499,12 @@ def to_text(report: ComplianceReport) -> Group:
         hosts.add_column(column, Fit.WORDS)
     hosts.add_column("note", Fit.FREE)
     for h in report.hosts:
-        updates = "\n".join(_update_line(u) for u in h.updates)
+        updates = "\n".join(
+            f"{u.package} {u.candidate} {u.severity}: {u.status}, due {u.deadline:%Y-%m-%d}"
+            + (" (clock from the advisory)" if u.clock == "advisory" else "")
+            + (f"; fixes {' '.join(u.cves)}" if u.cves else "")
+            for u in h.updates
+        )
         hosts.add_row(
             shown(h.host), Text(h.status, style=COLOURS.get(h.status, "")), shown(h.tier),
             shown(h.env), shown(updates), shown(open_cves_text(h)), shown(h.note),
