@@ -17,7 +17,9 @@ from patchkit import __version__
 from patchkit.cli.consoles import err_console
 from patchkit.errors import ExitCode, PatchkitError
 
+from .advisories import advisories
 from .approve import approve
+from .audit import audit
 from .lab import lab
 from .planning import assess, plan, scope
 from .policy import policy
@@ -64,10 +66,11 @@ def cli(
     logging.getLogger("patchkit").setLevel(min(level, logging.INFO))
 
 
+cli.add_command(advisories)
 cli.add_command(lab)
 cli.add_command(policy)
 cli.add_command(report)
-for command in (scope, assess, plan, approve, run, resume, status, runs, rollback, release):
+for command in (scope, assess, plan, approve, run, resume, status, runs, rollback, release, audit):
     cli.add_command(command)
 
 

@@ -15,6 +15,7 @@ import click
 
 from patchkit import findings as findings_file
 from patchkit import policy as policy_lib
+from patchkit.advisories.matching import host_releases
 from patchkit.cli.consoles import console, err_console, output_option, write_output
 from patchkit.errors import ExitCode, PlanningError, PolicyError
 from patchkit.ledger import Ledger
@@ -302,7 +303,9 @@ def plan(
         found = ledger.latest_findings({h.name for h in hosts})
     # past runs: what is promoted where, and how long hosts really take
     history = ledger.history({h.name for h in hosts}) if ledger is not None else None
-    made = planning.make_plan(loaded, hosts, found, at, window, history, signers)
+    # the imported advisories, only the fixes for the releases these hosts run
+    knowledge = ledger.advisories(host_releases(found.values())) if ledger is not None else None
+    made = planning.make_plan(loaded, hosts, found, at, window, history, signers, knowledge)
     if ledger is not None and not no_save:
         ledger.save_plan(planning.plan_body(made), saved_at=datetime.now(UTC), made_by=made_by)
     if fmt == "text" and output is None:

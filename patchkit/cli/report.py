@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from patchkit import policy as policy_lib
+from patchkit.advisories.matching import host_releases
 from patchkit.cli.consoles import console, err_console, output_option, write_output
 from patchkit.cli.planning import inventory_option, load_inventory, parse_time, required_policy
 from patchkit.errors import PlanningError
@@ -50,13 +51,15 @@ def compliance_of(
     ledger: Ledger, policy: Policy, hosts: Sequence[Host], at: datetime
 ) -> compliance.ComplianceReport:
     """The compliance report of ``hosts`` from what the ledger knows (policy runs only)."""
+    found = ledger.latest_findings([h.name for h in hosts])
     return compliance.build(
         policy,
         hosts,
-        ledger.latest_findings([h.name for h in hosts]),
+        found,
         ledger.installed_updates(),
         ledger.runs(policy=policy.name),
         at,
+        ledger.advisories(host_releases(found.values())),
     )
 
 

@@ -8,7 +8,8 @@ newer than this patchkit is refused rather than guessed at.
 Adding a version: append a step below that changes existing tables (new tables are created by
 ``metadata.create_all`` after the steps), bump ``schema.SCHEMA_VERSION``, and test the step on a
 ledger at the previous version (``tests/integration/test_ledger_migrations.py``, and
-``tests/unit/test_software_inventory.py`` for version 5 on SQLite).
+``tests/unit/test_software_inventory.py`` for version 5 on SQLite,
+``tests/unit/test_advisory_ledger.py`` for version 6).
 """
 
 from __future__ import annotations
@@ -65,12 +66,19 @@ def _v5_software(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE findings ADD COLUMN {column}"))
 
 
+def _v6_advisories(conn: Connection) -> None:
+    # Only new tables (imported advisory feeds): nothing older changes.
+    for table in schema.ADVISORY_TABLES:
+        table.create(conn, checkfirst=True)
+
+
 # version -> the step that takes a ledger from the version before to it
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_reboot_approval,
     3: _v3_locks,
     4: _v4_admission,
     5: _v5_software,
+    6: _v6_advisories,
 }
 
 

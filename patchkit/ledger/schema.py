@@ -2,7 +2,8 @@
 
 Times are stored as timezone-aware timestamps in UTC; plan bodies as JSON text and package sets
 as their canonical text (the exact bytes that were hashed, so a stored plan or set can be
-verified against its hash).
+verified against its hash). Imported advisory feeds are stored row by row (version 6), so that
+the fixes of a few releases can be read without reading a whole feed.
 """
 
 from __future__ import annotations
@@ -10,19 +11,23 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
 
 # Bump with a step in migrations.py whenever an existing table changes.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -209,4 +214,121 @@ locks = Table(
     Column("holder", String(255), nullable=False),  # host:pid of the controller
     Column("acquired", DateTime(timezone=True), nullable=False),
     Column("heartbeat", DateTime(timezone=True), nullable=False),
+)
+
+
+# ---------------------------------------------------------------- advisory feeds (version 6)
+# One row per import of a feed file; what the file held is in the tables below, each row tied to
+# its feed by ``feed_id`` and numbered by ``seq`` in the order the reader gave it (so a feed read
+# back is the same value the reader made). Older imports stay: they prove what was known when.
+advisory_feeds = Table(
+    "advisory_feeds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # patchkit.advisories.FeedKind
+    Column("source", Text, nullable=False),  # the path as it was given
+    Column("location", Text, nullable=False),  # the path resolved: which OSV feed this replaces
+    Column("sha256", String(64), nullable=False),
+    Column("feed_date", DateTime(timezone=True), nullable=False),
+    Column("dated_by", String(32), nullable=False),  # patchkit.advisories.FeedDating
+    Column("records", Integer, nullable=False),
+    Column("cves", Integer, nullable=False),
+    Column("version", Text),  # KEV catalogVersion, EPSS model_version
+    Column("ignored", Integer, nullable=False),
+    Column("title", Text),  # KEV's title
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_by", String(255), nullable=False),
+    UniqueConstraint("kind", "sha256", name="uq_advisory_feeds_kind_sha256"),  # same bytes: once
+)
+
+# The vulnerability records of a tracker or OSV feed; lists as compact JSON arrays.
+advisory_records = Table(
+    "advisory_records",
+    metadata,
+    Column("feed_id", ForeignKey("advisory_feeds.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("advisory", Text, nullable=False),  # its id: CVE-…, DSA-…, USN-…
+    Column("cves", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("scope", String(16)),
+    Column("published", DateTime(timezone=True)),
+    Column("modified", DateTime(timezone=True)),
+    Column("aliases", Text, nullable=False),
+    Column("debian_bugs", Text, nullable=False),
+)
+
+advisory_cvss = Table(
+    "advisory_cvss",
+    metadata,
+    Column("feed_id", Integer, primary_key=True),
+    Column("record_seq", Integer, primary_key=True, autoincrement=False),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("version", String(8), nullable=False),
+    Column("vector", Text, nullable=False),
+    Column("base_score", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["feed_id", "record_seq"], ["advisory_records.feed_id", "advisory_records.seq"]
+    ),
+)
+
+# One vulnerability in one source package on one release. The tracker's notes (repositories,
+# no-dsa, next point update) are kept as one compact JSON object in ``notes``, None for OSV:
+# nothing decides on them, and a package's CVEs on one release mostly share the same notes.
+advisory_fixes = Table(
+    "advisory_fixes",
+    metadata,
+    Column("feed_id", ForeignKey("advisory_feeds.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("vulnerability", Text, nullable=False),
+    Column("package", Text, nullable=False),
+    Column("distro", String(32), nullable=False),
+    Column("release", Text, nullable=False),  # bookworm (tracker), 12 or 22.04 (OSV)
+    Column("variant", Text, nullable=False),  # Ubuntu's pro, pro:fips-updates; "" otherwise
+    Column("status", String(16), nullable=False),
+    Column("fixed_version", Text),
+    Column("introduced", Text),
+    Column("urgency", String(32)),
+    Column("urgency_by_nvd", Boolean, nullable=False),
+    Column("advisory", Text, nullable=False),
+    Column("notes", Text),
+    # the planner loads the fixes of the releases its hosts run
+    Index("ix_advisory_fixes_release", "feed_id", "distro", "release", "variant"),
+)
+
+kev_entries = Table(
+    "kev_entries",
+    metadata,
+    Column("feed_id", ForeignKey("advisory_feeds.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("cve", String(32), nullable=False),
+    Column("vendor_project", Text, nullable=False),
+    Column("product", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("required_action", Text, nullable=False),
+    Column("date_added", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("known_ransomware", Boolean, nullable=False),
+    Column("cwes", Text, nullable=False),
+)
+
+# A score's date is its feed's (EPSS files score one day): not repeated per row.
+epss_scores = Table(
+    "epss_scores",
+    metadata,
+    Column("feed_id", ForeignKey("advisory_feeds.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("cve", String(32), nullable=False),
+    Column("epss", Float, nullable=False),
+    Column("percentile", Float, nullable=False),
+)
+
+# in the order they refer to each other: a migration creates them so
+ADVISORY_TABLES = (
+    advisory_feeds,
+    advisory_records,
+    advisory_cvss,
+    advisory_fixes,
+    kev_entries,
+    epss_scores,
 )

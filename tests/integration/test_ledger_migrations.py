@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
 
+from patchkit.advisories import Distro, Release, read_epss, read_kev, read_osv, read_tracker
 from patchkit.errors import LedgerError
 from patchkit.ledger import Ledger, migrations
 from patchkit.ledger import schema as t
+from patchkit.ledger.advisories import FeedValue
+from tests.unit.advisory_files import epss_file, tracker_file
+from tests.unit.test_advisory_feeds import kev, kev_entry, ubuntu_notice, write_json
 
 # ledger_url (a ledger on SQLite and on PostgreSQL) and the server come from this plugin.
 pytest_plugins = ["tests.integration.postgres"]
@@ -63,12 +68,20 @@ def drop_software(conn: Connection) -> None:
     conn.execute(text("DROP TABLE package_sets"))
 
 
+def drop_advisories(conn: Connection) -> None:
+    """Take a ledger back to before version 6: no advisory feed tables."""
+    for table in reversed(t.ADVISORY_TABLES):
+        conn.execute(text(f"DROP TABLE {table.name}"))
+
+
 def version_1_ledger(url: str) -> None:
     """A ledger as patchkit with schema 1 left it: approvals without the reboots column, none of
-    the columns of version 4, no locks table, none of version 5's software inventory."""
+    the columns of version 4, no locks table, none of version 5's software inventory, none of
+    version 6's advisory feeds."""
     Ledger(url)  # today's schema, then taken back to version 1
     engine = create_engine(url)
     with engine.begin() as conn:
+        drop_advisories(conn)
         drop_software(conn)
         conn.execute(
             text(
@@ -121,6 +134,8 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_records(ledger_url: str) -
     ledger = Ledger(ledger_url)  # opening migrates
     assert schema_of(ledger_url) == (str(t.SCHEMA_VERSION), {c.name for c in t.approvals.columns})
     assert schema_of(ledger_url, "findings")[1] == {c.name for c in t.findings.columns}
+    for table in t.ADVISORY_TABLES:
+        assert schema_of(ledger_url, table.name)[1] == {c.name for c in table.columns}
     found = ledger.latest_findings()["web1"]
     assert (found.message, found.software, found.release) == ("as of v1", None, None)
     (old,) = ledger.approvals("plan-1")
@@ -159,3 +174,35 @@ def test_a_ledger_newer_than_patchkit_is_refused(ledger_url: str) -> None:
     engine.dispose()
     with pytest.raises(LedgerError, match="has schema 99, newer than this patchkit's"):
         Ledger(ledger_url)
+
+
+def test_a_version_5_ledger_gains_the_advisory_feeds_and_stores_them(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    Ledger(ledger_url)
+    engine = create_engine(ledger_url)
+    with engine.begin() as conn:
+        drop_advisories(conn)
+        conn.execute(text("UPDATE meta SET value = '5' WHERE key = 'schema'"))
+    engine.dispose()
+    ledger = Ledger(ledger_url)  # opening migrates
+    assert schema_of(ledger_url, "advisory_fixes")[0] == str(t.SCHEMA_VERSION)
+    # every kind stored and read back as the reader made it, here on PostgreSQL too
+    folder = tmp_path / "osv"
+    folder.mkdir()
+    write_json(folder / "usn.json", ubuntu_notice())
+    values: list[FeedValue] = [
+        read_tracker(tracker_file(tmp_path)),
+        read_osv(folder),
+        read_kev(write_json(tmp_path / "kev.json", kev(kev_entry("CVE-2024-0001")))),
+        read_epss(epss_file(tmp_path / "epss.csv.gz", "2026-11-30")),
+    ]
+    for value in values:
+        assert ledger.import_feed(value, T0, "alice").stored
+    assert not ledger.import_feed(values[0], T0, "bob").stored  # the same bytes: once
+    knowledge = ledger.advisories()
+    assert list(knowledge.feeds) == values[:2]
+    assert (knowledge.kev, knowledge.epss) == (values[2], values[3])
+    bookworm = Release(Distro.DEBIAN, "bookworm")
+    (tracked, _) = ledger.advisories([bookworm]).feeds
+    assert tracked.releases() == {bookworm}

@@ -1,0 +1,327 @@
+"""The CVE audit: for each CVE asked about, the state of every host the policy governs.
+
+"Are we exposed to CVE-X?" answered from the newest assessment of each host (its installed
+software and pending updates) and the imported advisories; for a host with the fix pending, the
+window that will install it. Pure: built from the policy, the inventory's hosts, the findings
+and the advisories at a given time; rendering below (text, JSON, CSV, HTML).
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from rich.console import Group
+from rich.text import Text
+
+from patchkit.advisories.fleet import FleetMatcher
+from patchkit.advisories.knowledge import Knowledge
+from patchkit.advisories.matching import Exposure, HostMatch
+from patchkit.model import Finding, Host
+from patchkit.planning import scope as scoping
+from patchkit.planning.windows import next_occurrence
+from patchkit.policy.model import Policy
+from patchkit.reports.plan import template_environment
+from patchkit.reports.terminal import Fit, FittedTable, shown, visible
+
+FORMAT = "patchkit-cve-audit/1"
+STALE = timedelta(days=7)  # as the plan: an assessment older than this is not trusted
+
+
+class AuditState(enum.StrEnum):
+    """A host's state for one CVE, worst first."""
+
+    FIX_PENDING = "affected: fix pending"
+    NO_FIX_HERE = "affected: no fix here"
+    NO_FIX_YET = "affected: no fix yet"
+    UNKNOWN = "unknown"
+    NOT_AFFECTED = "not affected"
+
+    @property
+    def affected(self) -> bool:
+        return self.value.startswith("affected")
+
+
+_FROM_EXPOSURE = {
+    Exposure.FIX_PENDING: AuditState.FIX_PENDING,
+    Exposure.NO_FIX_HERE: AuditState.NO_FIX_HERE,
+    Exposure.NO_FIX_YET: AuditState.NO_FIX_YET,
+    Exposure.NOT_AFFECTED: AuditState.NOT_AFFECTED,
+}
+ORDER = (
+    AuditState.FIX_PENDING,
+    AuditState.NO_FIX_HERE,
+    AuditState.NO_FIX_YET,
+    AuditState.UNKNOWN,
+    AuditState.NOT_AFFECTED,
+)
+
+
+@dataclass(frozen=True)
+class HostAudit:
+    host: str
+    state: AuditState
+    detail: str  # the package and versions, or why the state is unknown
+    source: str | None = None  # the affected source package
+    installed: str | None = None  # its installed source version
+    fixed_version: str | None = None
+    updates: tuple[str, ...] = ()  # pending updates that bring the fix
+    window: str | None = None  # the window that serves the host
+    window_start: datetime | None = None  # its next opening
+    assessed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CveAudit:
+    cve: str
+    known: bool  # some imported tracker or OSV feed names it
+    cvss: float | None
+    kev: bool
+    kev_due: str | None  # CISA's due date for federal agencies, when in KEV
+    epss: float | None
+    description: str
+    hosts: tuple[HostAudit, ...]  # worst first, then by name
+    totals: Mapping[str, int]  # state -> hosts
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    policy: str
+    at: datetime
+    feeds: tuple[str, ...]  # "kind source (date)" of each feed used
+    cves: tuple[CveAudit, ...]
+
+    @property
+    def affected(self) -> int:
+        """Hosts affected by any of the CVEs."""
+        return len({h.host for c in self.cves for h in c.hosts if h.state.affected})
+
+    @property
+    def unknown(self) -> int:
+        return len({h.host for c in self.cves for h in c.hosts if h.state is AuditState.UNKNOWN})
+
+
+def governed(policy: Policy, hosts: Sequence[Host], at: datetime) -> list[Host]:
+    """The hosts the policy governs: in scope, or out of it only by a whole-host exception."""
+    match = scoping.matcher(hosts)
+    live = scoping.live_exceptions(policy, at.date())
+    return [
+        e.host
+        for e in scoping.resolve(hosts, policy, at.date(), match)
+        if e.in_scope or scoping.host_exception(e.host, live, match) is not None
+    ]
+
+
+def _windows(
+    policy: Policy, hosts: Sequence[Host], at: datetime
+) -> dict[str, tuple[str, datetime | None]]:
+    """Host → (the first window serving it, its next opening)."""
+    match = scoping.matcher(hosts)
+    out: dict[str, tuple[str, datetime | None]] = {}
+    for window in policy.windows:
+        served = match(window.hosts)
+        if not served - out.keys():
+            continue
+        occurrence = next_occurrence(window, at)
+        for name in served:
+            out.setdefault(name, (window.name, occurrence.start if occurrence else None))
+    return out
+
+
+def kev_touching(
+    findings: Iterable[Finding], knowledge: Knowledge, matcher: FleetMatcher | None = None
+) -> tuple[str, ...]:
+    """The KEV CVEs that affect at least one of these hosts, newest added first."""
+    if knowledge.kev is None:
+        return ()
+    matcher = matcher or FleetMatcher(knowledge)
+    seen: set[int] = set()
+    hit: set[str] = set()
+    for finding in findings:
+        if not finding.reachable:
+            continue
+        matched = matcher.match(finding)
+        if matched is None or id(matched) in seen:
+            continue
+        seen.add(id(matched))
+        hit.update(
+            v.vulnerability for v in matched.vulnerable if knowledge.kev.entry(v.vulnerability)
+        )
+    entries = [e for e in knowledge.kev.entries if e.cve in hit]
+    entries.sort(key=lambda e: (-e.date_added.toordinal(), e.cve))
+    return tuple(e.cve for e in entries)
+
+
+def build(
+    policy: Policy,
+    hosts: Sequence[Host],
+    findings: Mapping[str, Finding],
+    knowledge: Knowledge,
+    cves: Sequence[str],
+    at: datetime,
+) -> AuditReport:
+    """The state of every governed host for each of ``cves`` (ids as given, upper-cased)."""
+    fleet = governed(policy, hosts, at)
+    windows = _windows(policy, hosts, at)
+    matcher = FleetMatcher(knowledge)
+    named = _named(knowledge)
+    matches: dict[str, HostMatch | None] = {}
+    for host in fleet:
+        finding = findings.get(host.name)
+        if finding is not None and finding.reachable and at - finding.assessed_at <= STALE:
+            matches[host.name] = matcher.match(finding)
+    audits = []
+    for cve in dict.fromkeys(c.upper() for c in cves):
+        known = cve in named
+        rows = [
+            _host(host.name, cve, findings.get(host.name), matches.get(host.name), windows, at)
+            if known
+            else HostAudit(host.name, AuditState.UNKNOWN, f"no imported feed names {cve}")
+            for host in fleet
+        ]
+        rows.sort(key=lambda r: (ORDER.index(r.state), r.host))
+        facts = knowledge.facts(cve)
+        counts = Counter(r.state for r in rows)
+        audits.append(
+            CveAudit(
+                cve=cve,
+                known=known,
+                cvss=facts.cvss.base_score if facts.cvss else None,
+                kev=facts.known_exploited,
+                kev_due=facts.kev.due_date.isoformat() if facts.kev else None,
+                epss=facts.epss.epss if facts.epss else None,
+                description=facts.description,
+                hosts=tuple(rows),
+                totals={s.value: counts.get(s, 0) for s in ORDER},
+            )
+        )
+    feeds = tuple(f"{f.kind.value} {f.source} ({f.date:%Y-%m-%d})" for f in knowledge.sources())
+    return AuditReport(policy.name, at, feeds, tuple(audits))
+
+
+def _named(knowledge: Knowledge) -> frozenset[str]:
+    return frozenset(fix.vulnerability for feed in knowledge.feeds for fix in feed.fixes)
+
+
+def _host(
+    name: str,
+    cve: str,
+    finding: Finding | None,
+    matched: HostMatch | None,
+    windows: Mapping[str, tuple[str, datetime | None]],
+    at: datetime,
+) -> HostAudit:
+    if finding is None:
+        return HostAudit(name, AuditState.UNKNOWN, "never assessed: run patchkit assess")
+    when = finding.assessed_at
+    if not finding.reachable:
+        why = f"unreachable when last assessed ({when:%Y-%m-%d %H:%M})"
+        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
+    if at - when > STALE:
+        why = f"last assessed {when:%Y-%m-%d}, more than {STALE.days} days ago: assess again"
+        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
+    if finding.software is None:
+        why = "assessed without its software inventory: assess again with this patchkit"
+        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
+    if matched is None:
+        why = "no tracker or OSV advisories imported: patchkit advisories import FILE"
+        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
+    hits = [v for v in matched.vulnerable if v.vulnerability == cve]
+    if not hits:
+        return HostAudit(name, AuditState.NOT_AFFECTED, "", assessed_at=when)
+    worst = min(hits, key=lambda v: ORDER.index(_FROM_EXPOSURE[v.exposure]))
+    state = _FROM_EXPOSURE[worst.exposure]
+    detail = f"{worst.source} {worst.installed}"
+    if worst.fixed_version:
+        detail += f", fixed in {worst.fixed_version}"
+    window, start = windows.get(name, (None, None))
+    if state is AuditState.FIX_PENDING:
+        detail += f" by {', '.join(worst.updates)}"
+        if window is None:
+            detail += "; no window serves this host"
+        else:
+            opens = f"{start:%Y-%m-%d %H:%M %Z}" if start else "no opening within a year"
+            detail += f"; window {window}, next {opens}"
+    return HostAudit(
+        name, state, detail, worst.source, worst.installed, worst.fixed_version, worst.updates,
+        window if state is AuditState.FIX_PENDING else None,
+        start if state is AuditState.FIX_PENDING else None, when,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def _facts_line(c: CveAudit) -> str:
+    parts = [f"CVSS {c.cvss:.1f}" if c.cvss is not None else "no CVSS"]
+    parts.append(f"known exploited (KEV, due {c.kev_due})" if c.kev else "not in KEV")
+    if c.epss is not None:
+        parts.append(f"EPSS {c.epss:.2f}")
+    if not c.known:
+        parts.append("named by no imported tracker or OSV feed: its hosts cannot be judged")
+    return ", ".join(parts)
+
+
+def _totals_line(c: CveAudit) -> str:
+    return ", ".join(f"{n} {s}" for s, n in c.totals.items() if n) or "no hosts"
+
+
+def to_text(report: AuditReport) -> Group:
+    parts: list[Text | FittedTable] = [
+        shown(
+            f"CVE audit under policy {report.policy} at {report.at:%Y-%m-%d %H:%M %Z}; "
+            f"feeds: {'; '.join(report.feeds) or 'none imported'}"
+        )
+    ]
+    for c in report.cves:
+        parts.append(Text(f"\n{c.cve}: {_facts_line(c)}", style="bold red" if c.kev else "bold"))
+        if c.description:
+            parts.append(shown(c.description[:300]))
+        parts.append(shown(f"hosts: {_totals_line(c)}"))
+        table = FittedTable(f"{c.cve} per host (affected first)")
+        table.add_column("host", Fit.WHOLE)
+        table.add_column("state", Fit.WORDS)
+        table.add_column("detail", Fit.FREE)
+        for h in c.hosts:
+            style = (
+                "red" if h.state.affected else "magenta" if h.state is AuditState.UNKNOWN else ""
+            )
+            table.add_row(shown(h.host), Text(h.state.value, style=style), shown(h.detail or "-"))
+        parts.append(table)
+    return Group(*parts)
+
+
+def to_json(report: AuditReport) -> str:
+    body = {"format": FORMAT, **asdict(report), "affected": report.affected}
+    return json.dumps(body, indent=2, default=str)
+
+
+def to_csv(report: AuditReport) -> str:
+    """One row per CVE and host."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["cve", "cvss", "kev", "epss", "host", "state", "source", "installed", "fixed_version",
+         "updates", "window", "window_start", "assessed_at", "detail"]
+    )  # fmt: skip
+    for c in report.cves:
+        for h in c.hosts:
+            writer.writerow(
+                [c.cve, "" if c.cvss is None else c.cvss, "yes" if c.kev else "no",
+                 "" if c.epss is None else c.epss, h.host, h.state.value, h.source or "",
+                 h.installed or "", h.fixed_version or "", " ".join(h.updates), h.window or "",
+                 h.window_start.isoformat() if h.window_start else "",
+                 h.assessed_at.isoformat() if h.assessed_at else "", h.detail]
+            )  # fmt: skip
+    return visible(out.getvalue())
+
+
+def to_html(report: AuditReport) -> str:
+    template = template_environment().get_template("audit.html.j2")
+    return template.render(report=report, facts_line=_facts_line, totals_line=_totals_line)
