@@ -1,5 +1,5 @@
 """Notifications: the policy's webhooks hear when a window starts, a batch halts it, it finishes,
-and a rollback is done.
+a rollback is done, and when an assessment finds new updates (``new-updates``, patchkit.alerts).
 
 ``payload`` is pure: the JSON body, with a Slack-compatible ``text``. ``Notifier`` delivers in a
 background thread, retrying with backoff; it never blocks the window and never fails it: a
@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from patchkit import __version__
+from patchkit.alerts import kev_phrase
 from patchkit.policy import urls
 from patchkit.policy.model import Webhook
 from patchkit.policy.urls import is_loopback, without_password
@@ -65,7 +66,50 @@ def _text(event: str, data: Mapping[str, Any]) -> str:
     if event == "rollback-done":
         hosts = ", ".join(f"{h['host']} {h['status']}" for h in data.get("hosts", []))
         return f"patchkit: rollback in run {run} done: {hosts}"
+    if event == "new-updates":
+        return _new_updates_text(data)
     return f"patchkit: {event} in run {run}"
+
+
+TEXT_UPDATES = 5  # updates a new-updates chat line names; the JSON has them all
+
+
+def _new_updates_text(data: Mapping[str, Any]) -> str:
+    """``3 new update(s) on 12 host(s) (policy prod), 1 fixes a known exploited CVE: …``, the
+    updates in the event's order (known exploited first), each with its foremost CVE."""
+    line = (
+        f"patchkit: {data.get('new_updates')} new update(s) on {data.get('hosts')} host(s) "
+        f"(policy {data.get('policy')})"
+    )
+    kev = int(data.get("kev_hits") or 0)
+    if kev:
+        line += f", {kev_phrase(kev)}"
+    updates: Sequence[Mapping[str, Any]] = data.get("updates") or ()
+    named = [_update_text(u) for u in updates[:TEXT_UPDATES]]
+    if len(updates) > TEXT_UPDATES:
+        named.append(f"and {len(updates) - TEXT_UPDATES} more")
+    if named:
+        line += ": " + "; ".join(named)
+    baseline = int(data.get("baseline_hosts") or 0)
+    if baseline:
+        line += f" ({baseline} host(s) assessed for the first time: their updates are not new)"
+    return line
+
+
+def _update_text(update: Mapping[str, Any]) -> str:
+    hosts = update.get("host_count")
+    text = f"{update.get('package')} {update.get('candidate')} on {hosts} host(s)"
+    cves: Sequence[Mapping[str, Any]] = update.get("cves") or ()
+    if not cves:
+        return text
+    top = cves[0]
+    facts = [str(top.get("cve"))]
+    if top.get("kev"):
+        facts.append("known exploited")
+    if top.get("cvss") is not None:
+        facts.append(f"CVSS {top['cvss']}")
+    more = f", +{len(cves) - 1} more CVE(s)" if len(cves) > 1 else ""
+    return f"{text} ({', '.join(facts)}{more})"
 
 
 def webhook_problems(hook: Webhook) -> list[str]:

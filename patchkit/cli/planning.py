@@ -6,13 +6,14 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from patchkit import alerts
 from patchkit import findings as findings_file
 from patchkit import policy as policy_lib
 from patchkit.advisories.matching import host_releases
@@ -20,6 +21,7 @@ from patchkit.cli.consoles import console, err_console, output_option, write_out
 from patchkit.errors import ExitCode, PlanningError, PolicyError
 from patchkit.ledger import Ledger
 from patchkit.model import Finding
+from patchkit.notify import Notifier
 from patchkit.planning import plan as planning
 from patchkit.planning import scope as scoping
 from patchkit.planning.patterns import PatternError
@@ -176,6 +178,11 @@ def _scope_row(entry: scoping.ScopeEntry, loaded: Policy | None, match: Any) -> 
     help="Take over the hosts' locks from a holder whose controller is dead (its process is "
     "gone, or its heartbeat is older than 2 minutes).",
 )
+@click.option(
+    "--no-alerts",
+    is_flag=True,
+    help="Do not send the new-updates event (e.g. when assessing again during a window).",
+)
 @click.pass_context
 def assess(
     ctx: click.Context,
@@ -186,12 +193,18 @@ def assess(
     as_json: bool,
     wait: bool,
     take_over: bool,
+    no_alerts: bool,
 ) -> None:
     """Ask the in-scope hosts which updates are pending (check mode: nothing is changed).
 
     Results go to the ledger for 'patchkit plan'. Exits 1 when a host could not be assessed.
     The hosts are locked in the ledger while they are asked, as a run locks its hosts: held
     by another controller, the assessment is refused (exit 3) unless --wait waits for them.
+
+    Updates a host did not have pending at its last assessment that reached it are sent to
+    the policy's webhooks as one new-updates event, with the CVEs they fix (known exploited
+    first); a host assessed for the first time is the baseline and sends nothing. A receiver
+    that is down costs a warning, never the exit status. --no-alerts sends nothing.
     """
     # here, not at the top: patchkit.cli.rollback imports this module
     from patchkit.cli.rollback import take_locks
@@ -223,6 +236,8 @@ def assess(
 
     with locks.Lease(ledger, names, locks.Purpose.ASSESS) as lease:
         take_locks(lease, take_over=take_over, wait=wait)
+        # what each host had pending when last reached: read before this assessment is recorded
+        before = {} if no_alerts else ledger.latest_reachable_findings(names)
         at = datetime.now(UTC)  # after any wait for the locks
         with err_console.status(f"assessing {len(names)} host(s) in check mode…") as status:
             found = _assess(
@@ -241,8 +256,46 @@ def assess(
         click.echo(findings_file.dumps(stored))
     else:
         console.print(scope_report.findings_table(stored, at))
+    if not no_alerts:
+        _alert_new_updates(ledger, loaded, before, stored)
     if not all(f.reachable for f in stored):
         sys.exit(ExitCode.FAILURES)
+
+
+def _alert_new_updates(
+    ledger: Ledger, loaded: Policy, before: Mapping[str, Finding], stored: Sequence[Finding]
+) -> None:
+    """Send ``new-updates`` for what ``stored`` has pending that ``before`` did not (see
+    patchkit.alerts), and say on stderr what was sent.
+
+    As in a run, delivery never decides the outcome: a receiver that is down or refuses is
+    retried, then logged as a warning (Notifier.close), and the exit status stays the
+    assessment's.
+    """
+    compared = alerts.compare(before, stored)
+    first = (
+        f"{len(compared.baseline)} host(s) assessed for the first time: their pending updates "
+        "are the baseline, not new"
+        if compared.baseline
+        else ""
+    )
+    if not compared.anything_new:
+        if first:
+            err_console.print(f"{first}; no {alerts.EVENT} event")
+        return
+    # the advisories of the releases the hosts with news run, nothing more
+    knowledge = ledger.advisories(host_releases(n.finding for n in compared.news))
+    found = alerts.new_updates(compared, knowledge)
+    said = alerts.summary(found) + (f" ({first})" if first else "")
+    hooks = [h for h in loaded.notifications.webhooks if alerts.EVENT in h.events]
+    if not hooks:
+        err_console.print(f"{said}; no webhook of the policy takes {alerts.EVENT}")
+        return
+    notifier = Notifier(hooks, clock=lambda: datetime.now(UTC))
+    notifier.send(alerts.EVENT, alerts.event_data(found, loaded.name))
+    missed = notifier.close()  # a bounded wait; each delivery missed is logged as a warning
+    sent = len(notifier.deliveries) - len(missed)
+    err_console.print(f"{alerts.EVENT} sent to {sent} of {len(hooks)} webhook(s): {said}")
 
 
 # ---------------------------------------------------------------- plan

@@ -145,6 +145,25 @@ class PlanningRecords(LedgerBase):
                 )
         return out
 
+    def latest_reachable_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
+        """The newest finding per host that reached the host (only for ``hosts`` when given).
+
+        What a host had pending when it was last seen: a host unreachable in its latest
+        assessments is compared with this (the new-update alerts), and a host never reached
+        has no entry. Hosts with the same packages share one PackageSet object.
+        """
+        latest = (
+            select(t.findings.c.host, func.max(t.findings.c.id).label("fid"))
+            .where(t.findings.c.reachable.is_(True))
+            .group_by(t.findings.c.host)
+            .subquery()
+        )
+        query = select(t.findings).join(latest, latest.c.fid == t.findings.c.id)
+        wanted = set(hosts) if hosts is not None else None
+        with self._tx("cannot read") as conn:
+            rows = [r for r in conn.execute(query) if wanted is None or r.host in wanted]
+            return {f.host: f for f in _findings_of(conn, rows)}
+
     # ------------------------------------------------------------ plans
 
     def save_plan(self, body: dict[str, Any], *, saved_at: datetime, made_by: str = "") -> bool:
@@ -285,6 +304,35 @@ class PlanningRecords(LedgerBase):
                 hint=f"see patchkit status {min(taken.values())}; to patch again, make a new plan "
                 "(patchkit plan) and have it approved",
             )
+
+
+def _findings_of(conn: Connection, rows: Sequence[Any]) -> list[Finding]:
+    """The findings of these ``findings`` rows, with their pending updates and package sets."""
+    updates: dict[int, list[PendingUpdate]] = {}
+    ids = [r.id for r in rows]
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk : chunk + 500]
+        query = select(t.pending_updates).where(t.pending_updates.c.finding_id.in_(part))
+        for u in conn.execute(query):
+            updates.setdefault(u.finding_id, []).append(
+                PendingUpdate(u.package, u.installed, u.candidate, u.origin, aware(u.first_seen))
+            )
+    sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
+    return [
+        Finding(
+            host=r.host,
+            assessed_at=aware(r.assessed_at),
+            reachable=r.reachable,
+            updates=tuple(sorted(updates.get(r.id, []), key=lambda u: u.package)),
+            reboot_pending=r.reboot_pending,
+            message=r.message,
+            release=r.release,
+            software=sets[r.package_set] if r.package_set is not None else None,
+            distribution=r.distribution,
+            release_version=r.release_version,
+        )
+        for r in rows
+    ]
 
 
 def _approval(row: Any) -> Approval:

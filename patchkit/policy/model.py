@@ -638,12 +638,15 @@ class Promotion(Section):
         return value
 
 
-NotifyEvent = Literal["window-started", "batch-halted", "window-finished", "rollback-done"]
+NotifyEvent = Literal[
+    "window-started", "batch-halted", "window-finished", "rollback-done", "new-updates"
+]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
     "window-started",
     "batch-halted",
     "window-finished",
     "rollback-done",
+    "new-updates",
 )
 
 
