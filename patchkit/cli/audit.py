@@ -100,7 +100,9 @@ def audit(
                 "governed host"
             )
     with err_console.status(f"auditing {len(names)} host(s)…"):
-        made = audit_report.build(loaded, hosts, found, knowledge, wanted, at)
+        made = audit_report.build(
+            loaded, hosts, found, knowledge, wanted, at, ledger.installed_updates()
+        )
     if fmt == "text" and output is None:
         console.print(audit_report.to_text(made))
     else:

@@ -12,6 +12,7 @@ import click
 
 from patchkit.cli.consoles import console, err_console
 from patchkit.errors import ExitCode
+from patchkit.lab import feeds as lab_feeds
 from patchkit.lab import hosts, lifecycle
 from patchkit.lab.check import check
 from patchkit.lab.config import (
@@ -223,6 +224,20 @@ def restore(ctx: click.Context, host: str, name: str) -> None:
     ):
         hosts.restore(config, index, name)
     err_console.print(f"{config.host_name(index)} restored to {name}")
+
+
+@lab.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def feeds(folder: Path) -> None:
+    """Write advisory feeds about the demo packages into FOLDER, in the real formats.
+
+    A Debian Security Tracker JSON, a CISA KEV catalog and a FIRST EPSS file naming the CVEs the
+    demo packages' changelogs fix (made-up numbers): a known-exploited one fixed by demo-lib
+    1.1, one with no fix yet, one fixed in a version the lab repository does not offer. Import
+    them with 'patchkit advisories import FOLDER/*'.
+    """
+    for path in lab_feeds.write_feeds(folder):
+        click.echo(str(path))
 
 
 @lab.command()

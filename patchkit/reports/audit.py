@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from rich.console import Group
 from rich.text import Text
@@ -165,9 +166,15 @@ def build(
     knowledge: Knowledge,
     cves: Sequence[str],
     at: datetime,
+    installed: Sequence[Mapping[str, Any]] = (),
 ) -> AuditReport:
-    """The state of every governed host for each of ``cves`` (ids as given, upper-cased)."""
+    """The state of every governed host for each of ``cves`` (ids as given, upper-cased).
+
+    ``installed`` (``Ledger.installed_updates()``): a fix a run installed after the host's
+    newest assessment counts as installed, as in the compliance report.
+    """
     fleet = governed(policy, hosts, at)
+    patched = {(r["host"], r["package"], r["version"]): r["installed_at"] for r in installed}
     windows = _windows(policy, hosts, at)
     matcher = FleetMatcher(knowledge)
     named = _named(knowledge)
@@ -180,7 +187,15 @@ def build(
     for cve in dict.fromkeys(c.upper() for c in cves):
         known = cve in named
         rows = [
-            _host(host.name, cve, findings.get(host.name), matches.get(host.name), windows, at)
+            _host(
+                host.name,
+                cve,
+                findings.get(host.name),
+                matches.get(host.name),
+                windows,
+                at,
+                patched,
+            )
             if known
             else HostAudit(host.name, AuditState.UNKNOWN, f"no imported feed names {cve}")
             for host in fleet
@@ -216,6 +231,7 @@ def _host(
     matched: HostMatch | None,
     windows: Mapping[str, tuple[str, datetime | None]],
     at: datetime,
+    patched: Mapping[tuple[str, str, str], datetime] | None = None,
 ) -> HostAudit:
     if finding is None:
         return HostAudit(name, AuditState.UNKNOWN, "never assessed: run patchkit assess")
@@ -242,12 +258,33 @@ def _host(
         detail += f", fixed in {worst.fixed_version}"
     window, start = windows.get(name, (None, None))
     if state is AuditState.FIX_PENDING:
+        candidates = {u.package.split(":", 1)[0]: u.candidate for u in finding.updates}
+        done = [
+            (package, candidates[package], when)
+            for package in worst.updates
+            if package in candidates
+            and (when := (patched or {}).get((name, package, candidates[package]))) is not None
+            and when >= finding.assessed_at
+        ]
+        if done:
+            package, version, when = done[0]
+            detail += (
+                f"; {package} {version} installed by a run at {when:%Y-%m-%d %H:%M %Z}, after "
+                "the last assessment (assess again to confirm)"
+            )
+            return HostAudit(
+                name, AuditState.NOT_AFFECTED, detail, worst.source, worst.installed,
+                worst.fixed_version, worst.updates, assessed_at=when,
+            )  # fmt: skip
         detail += f" by {', '.join(worst.updates)}"
         if window is None:
             detail += "; no window serves this host"
+        elif start is None:
+            detail += f"; window {window} has no opening within a year"
+        elif start <= at:
+            detail += f"; window {window}, open now"
         else:
-            opens = f"{start:%Y-%m-%d %H:%M %Z}" if start else "no opening within a year"
-            detail += f"; window {window}, next {opens}"
+            detail += f"; window {window}, opens {start:%Y-%m-%d %H:%M %Z}"
     return HostAudit(
         name, state, detail, worst.source, worst.installed, worst.fixed_version, worst.updates,
         window if state is AuditState.FIX_PENDING else None,

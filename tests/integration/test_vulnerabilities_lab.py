@@ -15,8 +15,8 @@ from typing import Any
 
 from patchkit.lab import lifecycle
 from patchkit.lab.config import LabConfig
+from patchkit.lab.feeds import APP_CVE, KERNEL_CVE, KEV_CVE, MILD_CVE, OPEN_CVE, write_feeds
 from tests.receiver import receiver
-from tests.unit.lab_feeds import APP_CVE, KERNEL_CVE, KEV_CVE, MILD_CVE, OPEN_CVE, write_feeds
 
 from .conftest import approve, patchkit_cli, run, states, variant
 

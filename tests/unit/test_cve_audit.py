@@ -87,7 +87,7 @@ def test_every_governed_host_gets_its_state_for_the_cve() -> None:
     details = {h.host: h.detail for h in cve.hosts}
     # the window that installs the pending fix, with its next opening (the policy's daily 22:00)
     assert details["web2"] == (
-        "libdemo 1.0, fixed in 1.1 by libdemo1; window daily, next 2026-11-25 22:00 UTC"
+        "libdemo 1.0, fixed in 1.1 by libdemo1; window daily, opens 2026-11-25 22:00 UTC"
     )
     assert details["web4"] == "never assessed: run patchkit assess"
     assert "more than 7 days ago" in details["web5"]
@@ -133,3 +133,18 @@ def test_the_formats_carry_every_host_and_the_totals() -> None:
     text = plain_text(audit.to_text(report), width=200)
     assert "1 affected: fix pending, 1 affected: no fix here, 4 unknown, 1 not affected" in text
     assert "legacy1" not in text
+
+
+def test_a_fix_a_run_installed_after_the_assessment_counts_as_installed() -> None:
+    assessed = FINDINGS["web2"].assessed_at
+    rows = [{"host": "web2", "package": "libdemo1", "version": "1.1", "installed_at": when}
+            for when in (assessed + timedelta(minutes=30),)]  # fmt: skip
+    report = audit.build(policy(RULES), FLEET, FINDINGS, knowledge(), [KEV_CVE], AT, rows)
+    (web2,) = [h for h in report.cves[0].hosts if h.host == "web2"]
+    assert web2.state is AuditState.NOT_AFFECTED
+    assert "libdemo1 1.1 installed by a run at" in web2.detail
+    assert "assess again to confirm" in web2.detail
+    # an install older than the assessment says nothing about it (it was pending after it)
+    old = [{**rows[0], "installed_at": assessed - timedelta(days=1)}]
+    again = audit.build(policy(RULES), FLEET, FINDINGS, knowledge(), [KEV_CVE], AT, old)
+    assert states(again, KEV_CVE)["web2"] is AuditState.FIX_PENDING

@@ -1,4 +1,4 @@
-"""Advisory feeds about the lab's demo packages, written in the real formats (no I/O but files).
+"""Advisory feeds about the lab's demo packages, written in the real formats.
 
 The CVEs are the made-up ones the demo packages' changelogs name (patchkit.lab.catalog), and a
 few more, so that every state of the audit appears on the lab's Debian bookworm hosts:
@@ -10,8 +10,9 @@ few more, so that every state of the audit appears on the lab's Debian bookworm 
 - CVE-2026-940010: demo-kernel, fixed in 1.1;
 - CVE-2026-940020: demo-app, fixed upstream in 2.0, a version the lab repository does not have.
 
-Used by the unit tests of the commands (a ledger in tmp_path) and by the lab test of the whole
-path (tests/integration/test_vulnerabilities_lab.py).
+``patchkit lab feeds DIR`` writes them for the demo; the unit tests of the commands and the lab
+test of the whole path (tests/integration/test_vulnerabilities_lab.py) write them too. They
+claim nothing about real software: the CVE numbers are made up.
 """
 
 from __future__ import annotations
