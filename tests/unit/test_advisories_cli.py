@@ -7,34 +7,17 @@ Run through ``patchkit.cli.main`` (not click's CliRunner alone): exit codes and 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from patchkit.advisories import read_tracker
-from patchkit.cli import consoles, main
 from patchkit.errors import ExitCode
 from patchkit.ledger import Ledger
 from tests.unit.advisory_files import AT, dated, epss_file, osv_zip, tracker_file
+from tests.unit.cli_process import Run, in_process
 from tests.unit.test_advisory_feeds import EPSS, kev, kev_entry, tracker, ubuntu_notice, write_json
-
-
-@dataclass(frozen=True)
-class Done:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def message(self) -> str:
-        return " ".join(self.err.split())  # one line, however the terminal is wide
-
-
-Run = Callable[..., Done]
 
 
 @pytest.fixture
@@ -42,19 +25,8 @@ def run_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
     """``patchkit --ledger <tmp> ARGV`` in this process, from tmp_path."""
-    for console in (consoles.console, consoles.err_console):
-        monkeypatch.setattr(console, "width", 300)
     monkeypatch.chdir(tmp_path)
-    ledger = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-
-    def run(*argv: str) -> Done:
-        monkeypatch.setattr(sys, "argv", ["patchkit", "--ledger", ledger, *argv])
-        with pytest.raises(SystemExit) as stopped:
-            main()
-        out, err = capsys.readouterr()
-        return Done(int(stopped.value.code or 0), out, err)
-
-    return run
+    return in_process(monkeypatch, capsys, "--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -26,13 +25,13 @@ from patchkit import alerts
 from patchkit.advisories.knowledge import Knowledge
 from patchkit.advisories.types import AdvisoryFeed, EpssScores, KevCatalog, PackageFix, Release
 from patchkit.alerts import FixedCve, compare, event_data, new_updates
-from patchkit.cli import consoles, main
 from patchkit.cli import planning as planning_cli
 from patchkit.errors import ExitCode
 from patchkit.ledger import Ledger
 from patchkit.model import Finding, PackageSet, PendingUpdate
 from patchkit.notify import payload
 from tests.receiver import closed_port_url, receiver
+from tests.unit.cli_process import Done, Run, in_process
 from tests.unit.test_planner import AT, SEC
 from tests.unit.test_vulnerability_severity import (
     KEV_CVE,
@@ -253,17 +252,6 @@ def test_the_chat_text_names_five_updates_and_the_baseline() -> None:
 POLICY = Path(__file__).resolve().parents[2] / "policies" / "lab.yml"
 
 
-@dataclass(frozen=True)
-class Done:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def said(self) -> str:
-        return " ".join(self.err.split())
-
-
 @dataclass
 class FakeHosts:
     """What the fake assessment finds: set ``pending`` per host before each ``assess``."""
@@ -308,26 +296,12 @@ def policy_with(tmp_path: Path, *urls: str) -> str:
     return str(path)
 
 
-Run = Callable[..., Done]
-
-
 @pytest.fixture
 def run_cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ledger_url: str
 ) -> Run:
     """Run ``patchkit --ledger TMP ARGV`` in this process."""
-    for console in (consoles.console, consoles.err_console):
-        monkeypatch.setattr(console, "width", 200)
-
-    def run(*argv: str) -> Done:
-        monkeypatch.setattr(sys, "argv", ["patchkit", "--ledger", ledger_url, *argv])
-        with pytest.raises(SystemExit) as stopped:
-            main()
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err and "internal error" not in err, err
-        return Done(int(stopped.value.code or 0), out, err)
-
-    return run
+    return in_process(monkeypatch, capsys, "--ledger", ledger_url, width=200)
 
 
 @pytest.fixture
@@ -355,8 +329,8 @@ def test_assess_sends_new_updates_on_a_second_assessment_not_on_the_first(
         hosts.pending = {"web-1": (TOOL,), "web-2": (TOOL,)}
         first = assess(run_cli, policy, inventory)
         assert first.code == 0, first.err
-        assert "2 host(s) assessed for the first time" in first.said
-        assert "no new-updates event" in first.said
+        assert "2 host(s) assessed for the first time" in first.message
+        assert "no new-updates event" in first.message
         assert heard.seen == []
         hosts.pending = {"web-1": (TOOL, LIBDEMO), "web-2": (TOOL,)}
         second = assess(run_cli, policy, inventory, "--json")
@@ -366,11 +340,11 @@ def test_assess_sends_new_updates_on_a_second_assessment_not_on_the_first(
         assert (
             "new-updates sent to 1 of 1 webhook(s): 1 new update(s) on 1 host(s), "
             "1 fixes a known exploited CVE"
-        ) in second.said
+        ) in second.message
         hosts.pending = {"web-1": (TOOL, LIBDEMO, VIM), "web-2": (TOOL,)}
         quiet = assess(run_cli, policy, inventory, "--no-alerts")
         assert quiet.code == 0, quiet.err
-        assert "new-updates" not in quiet.said
+        assert "new-updates" not in quiet.message
     (body,) = heard.got  # the second assessment's event, and only that
     assert body["event"] == "new-updates"
     assert (body["new_updates"], body["hosts"], body["kev_hits"]) == (1, 1, 1)
@@ -394,7 +368,7 @@ def test_a_receiver_that_is_down_costs_a_warning_not_the_exit_status(
         hosts.pending = {"web-1": (VIM,), "web-2": ()}
         done = assess(run_cli, policy, inventory)
     assert done.code == 0, done.err
-    assert "new-updates sent to 1 of 2 webhook(s): 1 new update(s) on 1 host(s)" in done.said
+    assert "new-updates sent to 1 of 2 webhook(s): 1 new update(s) on 1 host(s)" in done.message
     (warned,) = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert "notification new-updates to http://127.0.0.1:" in warned.getMessage()
     assert "not delivered: " in warned.getMessage() and "refused" in warned.getMessage()
@@ -429,4 +403,6 @@ def test_a_policy_without_a_webhook_for_it_says_what_is_new_and_sends_nothing(
     hosts.pending = {"web-1": (VIM,), "web-2": ()}
     done = assess(run_cli, str(policy), inventory)
     assert done.code == 0, done.err
-    assert "1 new update(s) on 1 host(s); no webhook of the policy takes new-updates" in done.said
+    assert (
+        "1 new update(s) on 1 host(s); no webhook of the policy takes new-updates" in done.message
+    )
