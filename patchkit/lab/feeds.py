@@ -131,5 +131,5 @@ def write_feeds(folder: Path, when: datetime | None = None) -> list[Path]:
     kev = folder / "known_exploited_vulnerabilities.json"
     kev.write_text(json.dumps(kev_data(when)), encoding="utf-8")
     epss = folder / f"epss_scores-{when:%Y-%m-%d}.csv.gz"
-    epss.write_bytes(gzip.compress(epss_text(when).encode()))
+    epss.write_bytes(gzip.compress(epss_text(when).encode(), mtime=0))  # same bytes each time
     return [tracker, kev, epss]

@@ -260,21 +260,21 @@ def _host(
     if state is AuditState.FIX_PENDING:
         candidates = {u.package.split(":", 1)[0]: u.candidate for u in finding.updates}
         done = [
-            (package, candidates[package], when)
+            (package, candidates[package], done_at)
             for package in worst.updates
             if package in candidates
-            and (when := (patched or {}).get((name, package, candidates[package]))) is not None
-            and when >= finding.assessed_at
+            and (done_at := (patched or {}).get((name, package, candidates[package]))) is not None
+            and done_at >= finding.assessed_at
         ]
         if done:
-            package, version, when = done[0]
+            package, version, installed_at = done[0]
             detail += (
-                f"; {package} {version} installed by a run at {when:%Y-%m-%d %H:%M %Z}, after "
-                "the last assessment (assess again to confirm)"
+                f"; {package} {version} installed by a run at {installed_at:%Y-%m-%d %H:%M %Z}, "
+                "after the last assessment (assess again to confirm)"
             )
             return HostAudit(
                 name, AuditState.NOT_AFFECTED, detail, worst.source, worst.installed,
-                worst.fixed_version, worst.updates, assessed_at=when,
+                worst.fixed_version, worst.updates, assessed_at=finding.assessed_at,
             )  # fmt: skip
         detail += f" by {', '.join(worst.updates)}"
         if window is None:

@@ -12,7 +12,7 @@ from patchkit.advisories import Distro, Release, read_epss, read_kev, read_osv, 
 from patchkit.errors import LedgerError
 from patchkit.ledger import Ledger, migrations
 from patchkit.ledger import schema as t
-from patchkit.ledger.advisories import FeedValue
+from patchkit.ledger.feed_rows import FeedValue
 from tests.unit.advisory_files import epss_file, tracker_file
 from tests.unit.test_advisory_feeds import kev, kev_entry, ubuntu_notice, write_json
 

@@ -27,7 +27,7 @@ from patchkit.advisories import (
     read_tracker,
 )
 from patchkit.errors import LedgerError
-from patchkit.ledger import Ledger
+from patchkit.ledger import Ledger, feed_rows
 from patchkit.ledger import advisories as stored_feeds
 from patchkit.ledger import schema as t
 from patchkit.model import Finding, PendingUpdate
@@ -145,7 +145,7 @@ def test_a_controller_that_lost_the_race_stores_nothing(
 def test_progress_is_told_the_rows_stored(
     ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stored_feeds, "_CHUNK", 2)
+    monkeypatch.setattr(feed_rows, "_CHUNK", 2)
     told: list[tuple[int, int]] = []
     feed = read_tracker(tracker_file(tmp_path))
     ledger.import_feed(feed, AT, "alice", progress=lambda done, total: told.append((done, total)))
@@ -157,7 +157,7 @@ def test_progress_is_told_the_rows_stored(
 def test_a_feed_that_fails_half_way_leaves_nothing(
     ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stored_feeds, "_CHUNK", 2)  # several chunks are in before it fails
+    monkeypatch.setattr(feed_rows, "_CHUNK", 2)  # several chunks are in before it fails
     feed = read_tracker(tracker_file(tmp_path))
     # NOT NULL: the last chunk fails
     broken = dataclasses.replace(feed.fixes[-1], package=None)  # type: ignore[arg-type]
@@ -283,7 +283,7 @@ def test_only_the_fixes_of_the_releases_asked_for(ledger: Ledger, tmp_path: Path
 def test_many_releases_are_asked_for_in_parts(
     ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stored_feeds, "_RELEASES_PER_QUERY", 1)
+    monkeypatch.setattr(feed_rows, "_RELEASES_PER_QUERY", 1)
     whole = read_tracker(tracker_file(tmp_path))
     ledger.import_feed(whole, AT, "alice")
     names = ("sid", "bookworm", "trixie", "bullseye")
