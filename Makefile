@@ -53,6 +53,11 @@ demo: install
 	@echo "# hold back demo-svc 1.1, the update that breaks its health check (the tests run it)"
 	$(PK) lab updates --withdraw demo-svc
 	$(PK) assess -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
+	@echo "# advisory feeds about the demo packages (made-up CVEs), as a daily cron job would fetch them"
+	$(PK) lab feeds .patchkit/feeds
+	$(PK) advisories import .patchkit/feeds/*
+	@echo "# which hosts the known-exploited CVEs affect (exit 1: some are)"
+	$(PK) audit --kev -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) || [ $$? -eq 1 ]
 	$(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
 	$(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format html -o .patchkit/plan.html
 	plan=$$($(PK) plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format json \
@@ -61,6 +66,8 @@ demo: install
 	  $(PK) run $$plan -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
 	$(PK) status
 	$(PK) lab check
+	@echo "# after the window: no host is affected by a known-exploited CVE any more (exit 0)"
+	$(PK) audit --kev -p $(DEMO_POLICY) -i $(DEMO_INVENTORY)
 	$(PK) report run --format html -o .patchkit/run.html
 	$(PK) report compliance -p $(DEMO_POLICY) -i $(DEMO_INVENTORY) --format html -o .patchkit/compliance.html
 	@echo "plan preview: .patchkit/plan.html; ledger: .patchkit/ledger.sqlite (patchkit status)"
