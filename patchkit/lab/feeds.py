@@ -10,6 +10,9 @@ few more, so that every state of the audit appears on the lab's Debian bookworm 
 - CVE-2026-940010: demo-kernel, fixed in 1.1;
 - CVE-2026-940020: demo-app, fixed upstream in 2.0, a version the lab repository does not have.
 
+The OSV records (as Debian's OSV export has them) add CVSS vectors and publication dates for
+the three CVEs the lab's updates fix.
+
 ``patchkit lab feeds DIR`` writes them for the demo; the unit tests of the commands and the lab
 test of the whole path (tests/integration/test_vulnerabilities_lab.py) write them too. They
 claim nothing about real software: the CVE numbers are made up.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,40 @@ def tracker_data() -> dict[str, Any]:
     }
 
 
+# CVSS 3.1 vectors: 9.8 (network, no privileges), 4.3, 7.8 (local)
+_CVSS = {
+    KEV_CVE: "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+    MILD_CVE: "CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:L/I:N/A:N",
+    KERNEL_CVE: "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+}
+_SOURCES = {KEV_CVE: "libdemo", MILD_CVE: "libdemo", KERNEL_CVE: "demo-kernel"}
+
+
+def osv_records(when: datetime) -> list[dict[str, Any]]:
+    """OSV records (schema 1.6) for the CVEs the lab's updates fix, published ten days before."""
+    stamp = (when - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        {
+            "schema_version": "1.6.0",
+            "id": f"DEBIAN-{cve}",
+            "modified": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "published": stamp,
+            "upstream": [cve],
+            "summary": f"{_SOURCES[cve]}: lab vulnerability {cve}",
+            "severity": [{"type": "CVSS_V3", "score": vector}],
+            "affected": [
+                {
+                    "package": {"ecosystem": "Debian:12", "name": _SOURCES[cve]},
+                    "ranges": [
+                        {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1"}]}
+                    ],
+                }
+            ],
+        }
+        for cve, vector in _CVSS.items()
+    ]
+
+
 def kev_data(when: datetime) -> dict[str, Any]:
     """CISA's known_exploited_vulnerabilities.json with the one lab entry."""
     return {
@@ -122,14 +159,19 @@ def epss_text(when: datetime) -> str:
 
 
 def write_feeds(folder: Path, when: datetime | None = None) -> list[Path]:
-    """The three files as a cron job would leave them (tracker dated by its mtime, as curl -R)."""
+    """The feeds as a cron job would leave them (the tracker dated by its mtime, as curl -R):
+    the tracker JSON, a folder of OSV records, the KEV catalog, the EPSS scores."""
     when = when or datetime.now(UTC)
     folder.mkdir(parents=True, exist_ok=True)
     tracker = folder / "tracker.json"
     tracker.write_text(json.dumps(tracker_data()), encoding="utf-8")
     os.utime(tracker, (when.timestamp(), when.timestamp()))
+    osv = folder / "osv"
+    osv.mkdir(exist_ok=True)
+    for record in osv_records(when):
+        (osv / f"{record['id']}.json").write_text(json.dumps(record), encoding="utf-8")
     kev = folder / "known_exploited_vulnerabilities.json"
     kev.write_text(json.dumps(kev_data(when)), encoding="utf-8")
     epss = folder / f"epss_scores-{when:%Y-%m-%d}.csv.gz"
     epss.write_bytes(gzip.compress(epss_text(when).encode(), mtime=0))  # same bytes each time
-    return [tracker, kev, epss]
+    return [tracker, osv, kev, epss]

@@ -1,10 +1,10 @@
 """Integration: the vulnerability path on real lab hosts, through the command line (issue 17).
 
-assess (the hosts' real dpkg inventory) → import the lab's feeds (tracker JSON, KEV, EPSS in
-their real formats, tests/unit/lab_feeds.py) → plan: the demo-lib update is critical because
-it fixes a known-exploited CVE → audit: fix pending, no fix here, no fix yet → run the window →
-audit again: not affected → a newly published update (demo-kernel 1.1) is announced by the
-next assessment's new-updates webhook, with the CVE it fixes.
+assess (the hosts' real dpkg inventory) → import the lab's feeds (tracker JSON, OSV records,
+KEV, EPSS in their real formats, patchkit/lab/feeds.py) → plan: the demo-lib update is
+critical because it fixes a known-exploited CVE → audit: fix pending, no fix here, no fix
+yet → run the window → audit again: not affected → a newly published update (demo-kernel
+1.1) is announced by the next assessment's new-updates webhook, with the CVE it fixes.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def test_assess_import_plan_audit_run_audit_and_alert(
                 "critical",
                 f"rule 1 (kev: true) for {KEV_CVE}",
             )
-            assert [(c["cve"], c["kev"]) for c in lib["cves"]] == [
-                (KEV_CVE, True),
-                (MILD_CVE, False),
+            assert [(c["cve"], c["kev"], c["cvss"]) for c in lib["cves"]] == [
+                (KEV_CVE, True, 9.8),  # CVSS from the OSV records
+                (MILD_CVE, False, 4.3),
             ]
             assert updates[("host1", "demo-app")]["cves"] == []  # 1.1 does not fix APP_CVE
 
