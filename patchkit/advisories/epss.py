@@ -93,6 +93,9 @@ def _read_epss(path: Path, max_bytes: int) -> EpssScores:
         elif probability is not None and rank is not None:
             scores[cve] = EpssScore(cve, probability, rank, scored)
     problems.check()
+    if not scores:
+        # a header alone: a cut download, which would replace the current scores with none
+        problems.fail("no scores after the header: not imported")
     feed = Feed(
         kind=FeedKind.EPSS,
         source=str(path),

@@ -88,6 +88,10 @@ def read_kev(path: Path, *, max_bytes: int = MAX_BYTES) -> KevCatalog:
         entries[entry.cve] = entry
     if count is not None and count != len(items):
         catalog.problem("count", f"says {count:,}, the catalog holds {len(items):,} entries")
+    if not items:
+        # the real catalog never shrinks to nothing: a placeholder or a cut download, which,
+        # imported, would replace the current catalog and silently unmatch every kev rule
+        catalog.problem("vulnerabilities", "empty: the catalog lists no vulnerability")
     problems.check()
     if released is None:  # cannot be: a missing date is a problem, raised above
         problems.fail("no dateReleased")

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     func,
     select,
 )
@@ -156,6 +157,7 @@ class RunQueries(LedgerBase):
                     )
                 )
             }
+            rated = _planned_severities(conn, {c.run_id for c in changes})
         out = []
         for c in changes:
             patched = ended.get((c.run_id, c.host, "patch"))
@@ -172,6 +174,8 @@ class RunQueries(LedgerBase):
                     "installed_at": aware(patched[1]),
                     "first_seen": aware(first) if first else None,
                     "origin": origin,
+                    # the severity the approved plan gave it (by its CVEs too); None: not in it
+                    "severity": rated.get((c.run_id, c.host, c.package, c.after)),
                 }
             )
         return out
@@ -251,3 +255,31 @@ class RunQueries(LedgerBase):
                 for s in snaps
             ],
         }
+
+
+def _planned_severities(
+    conn: Connection, run_ids: Collection[str]
+) -> dict[tuple[str, str, str, str], str]:
+    """(run, host, package, candidate) → the severity its run's plan gave the update."""
+    if not run_ids:
+        return {}
+    plan_of = dict(
+        conn.execute(select(t.runs.c.id, t.runs.c.plan_id).where(t.runs.c.id.in_(run_ids))).all()
+    )
+    out: dict[tuple[str, str, str, str], str] = {}
+    for plan_id in set(plan_of.values()):
+        text = conn.execute(select(t.plans.c.body).where(t.plans.c.id == plan_id)).scalar()
+        try:
+            body = json.loads(text) if text else {}
+            severities = {
+                (h["host"], u["package"], u["candidate"]): str(u["severity"])
+                for b in body.get("batches", ())
+                for h in b["hosts"]
+                for u in h["updates"]
+            }
+        except (ValueError, KeyError, TypeError):
+            continue  # a body the plan reader would refuse: its severities are not trusted
+        for run, plan in plan_of.items():
+            if plan == plan_id:
+                out.update({(run, *key): value for key, value in severities.items()})
+    return out

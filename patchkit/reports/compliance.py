@@ -21,7 +21,7 @@ from rich.text import Text
 
 from patchkit.advisories.fleet import FleetMatcher
 from patchkit.advisories.knowledge import CveFacts, Knowledge
-from patchkit.advisories.matching import HostMatch
+from patchkit.advisories.matching import Exposure, HostMatch, Vulnerable
 from patchkit.model import Finding, Host, PendingUpdate, Severity
 from patchkit.planning import scope as scoping
 from patchkit.planning.priority import (
@@ -37,6 +37,7 @@ from patchkit.reports.plan import md, md_table, template_environment
 from patchkit.reports.terminal import Fit, FittedTable, shown, visible
 
 FORMAT = "patchkit-compliance-report/1"
+_RANK = tuple(Exposure)  # worst first
 # Worst first: a host's status is the worst of its updates'.
 STATUSES = ("overdue", "due soon", "unknown", "excepted", "compliant")
 COLOURS = {"overdue": "red", "due soon": "yellow", "unknown": "magenta", "compliant": "green"}
@@ -237,7 +238,7 @@ def build(
             HostCompliance(
                 host.name, tier, env, host.groups, status, finding.assessed_at,
                 f"host exception: {_describe(whole)}" if whole else "", tuple(outstanding),
-                _open_cves(matched, knowledge),
+                _open_cves(matched, knowledge, finding, patched),
             )
         )  # fmt: skip
     rows.sort(key=lambda h: (STATUSES.index(h.status), h.host))
@@ -268,11 +269,31 @@ def _score(facts: CveFacts) -> float | None:
     return facts.cvss.base_score if facts.cvss is not None else None
 
 
-def _open_cves(matched: HostMatch | None, knowledge: Knowledge) -> tuple[OpenCve, ...]:
+def _open_cves(
+    matched: HostMatch | None,
+    knowledge: Knowledge,
+    finding: Finding,
+    patched: Mapping[tuple[str, str, str], datetime],
+) -> tuple[OpenCve, ...]:
+    """One row per CVE (the worst state over the source packages it is in), leaving out a fix
+    pending that a run installed after the assessment, as the updates above leave it out."""
     if matched is None:
         return ()
-    out = []
+    candidates = {u.package.split(":", 1)[0]: u.candidate for u in finding.updates}
+
+    def installed_since(package: str) -> bool:
+        done = patched.get((finding.host, package, candidates.get(package, "")))
+        return done is not None and done >= finding.assessed_at
+
+    worst: dict[str, Vulnerable] = {}
     for v in matched.vulnerable:
+        if v.exposure is Exposure.FIX_PENDING and any(installed_since(p) for p in v.updates):
+            continue
+        have = worst.get(v.vulnerability)
+        if have is None or _RANK.index(v.exposure) < _RANK.index(have.exposure):
+            worst[v.vulnerability] = v
+    out = []
+    for v in worst.values():
         facts = knowledge.facts(v.vulnerability)
         out.append(
             OpenCve(v.vulnerability, v.exposure.value, v.source, facts.known_exploited,
@@ -313,6 +334,9 @@ def _exceptions(
 
 
 def _severity(row: Mapping[str, Any], policy: Policy) -> Severity:
+    """The severity the plan that installed it gave it (its CVEs counted), else the rules'."""
+    if row.get("severity") in Severity.__members__.values():
+        return Severity(row["severity"])
     update = PendingUpdate(row["package"], None, row["version"], row["origin"] or "")
     return rate(update, is_security(update, policy), policy).severity
 

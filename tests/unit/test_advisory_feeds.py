@@ -747,3 +747,13 @@ def test_tracker_fix_with_is_fixed(tmp_path: Path) -> None:
     assert is_fixed("3.0.13-1~deb12u1", fixed.fixed_version)  # the security update
     (unaffected,) = feed.fixes_for(Release(Distro.DEBIAN, "trixie"), "openssl")
     assert is_fixed("3.2.0-1", unaffected.fixed_version)
+
+
+def test_an_empty_kev_catalog_or_epss_file_is_refused(tmp_path: Path) -> None:
+    """A cut download or a placeholder, imported, would replace the current feed with nothing
+    and silently stop every kev and epss_min rule from matching."""
+    empty = write_json(tmp_path / "known_exploited_vulnerabilities.json", kev())
+    assert "vulnerabilities: empty" in str(raised(read_kev, empty))
+    header_only = tmp_path / "epss_scores-2026-11-30.csv"
+    header_only.write_text(EPSS.split("CVE-2024-0001")[0])
+    assert "no scores after the header" in str(raised(read_epss, header_only))
