@@ -20,13 +20,16 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
+
+from debian.debian_support import Version
 
 from patchkit.advisories.types import AdvisoryFeed, Distro, FixStatus, PackageFix, Release, Urgency
 from patchkit.advisories.versions import NOT_AFFECTED, parse_version
 
 _BINNMU = re.compile(r"\+b\d+\Z")  # a binary-only rebuild: same source version, new binary
+_SIGNED_KERNEL = re.compile(r"linux-signed(-[a-z0-9]+)?\Z")
 
 
 class Exposure(enum.StrEnum):
@@ -86,6 +89,12 @@ class HostMatch:
 
     vulnerable: tuple[Vulnerable, ...]  # by vulnerability id
     fixes_by_update: Mapping[str, tuple[str, ...]]  # pending package → vulnerabilities it fixes
+    # False: no feed speaks of the host's release at all (an Ubuntu host with only the Debian
+    # tracker imported, a distribution patchkit does not know): nothing above means anything
+    covered: bool = True
+    # vulnerabilities that could not be judged, and why (an installed version that does not
+    # read as a Debian version): unknown, never "not affected"
+    unjudged: Mapping[str, str] = field(default_factory=dict)
 
     def exposure(self, vulnerability: str) -> Exposure:
         """The host's state for ``vulnerability``: NOT_AFFECTED when nothing matched it."""
@@ -139,17 +148,40 @@ def host_releases(findings: Iterable[_Dated]) -> frozenset[Release]:
     return frozenset(keys)
 
 
-def source_version_of(binary_version: str, installed: Installed | None) -> str:
-    """The source version a binary update brings.
+def source_version_of(binary_version: str, installed: Installed | None) -> str | None:
+    """The source version a binary update brings; None when it cannot be told.
 
     apt's simulation gives binary versions. Most binaries carry their source's version; a
-    binNMU adds ``+bN``, which the source version lacks. A binary whose installed version
-    differs from its source version in another way (a package that versions its binaries on
-    their own) cannot be mapped, and its candidate is taken as it is.
+    binNMU adds ``+bN``, which the source version lacks. A binary that versions itself apart
+    from its source (dmsetup is ``2:1.02.185-2``, built from lvm2 ``2.03.16-2``) cannot be
+    mapped: its candidate says nothing about the source's version, and taking it as one would
+    make any update of it "fix" every CVE of the source. A binary not installed yet (a new
+    dependency) is taken at its own version.
     """
-    if installed is not None and installed.version == installed.source_version:
+    if installed is None or installed.version == installed.source_version:
         return binary_version
-    return _BINNMU.sub("", binary_version)
+    if _BINNMU.sub("", installed.version) == installed.source_version:
+        return _BINNMU.sub("", binary_version)
+    return None
+
+
+def _tracked_as(package: Installed) -> tuple[str, str]:
+    """The source name and version advisories file a binary under.
+
+    Debian builds its signed kernels from ``linux-signed-<arch>`` (source version
+    ``6.1.76+1``), but the tracker and OSV file kernel CVEs under ``linux``, whose version the
+    signed binaries carry (``6.1.76-1``).
+    """
+    if _SIGNED_KERNEL.match(package.source):
+        return "linux", package.version
+    return package.source, package.source_version
+
+
+def _version(text: str) -> Version | None:
+    try:
+        return parse_version(text)
+    except ValueError:
+        return None  # a host reported something that is no Debian version: it cannot be judged
 
 
 def _verdict(fix: PackageFix, installed: str, reachable: str | None) -> Exposure:
@@ -181,17 +213,34 @@ def match_host(
     feeds: Sequence[AdvisoryFeed],
 ) -> HostMatch:
     """The vulnerabilities of one host (see the module's docstring for the states)."""
+    if not any(release in feed.releases() for feed in feeds for release in releases):
+        return HostMatch((), {}, covered=False)
     binaries: dict[str, Installed] = {}
-    sources: dict[str, str] = {}
+    sources: dict[str, str] = {}  # source → its oldest installed version (the worst case)
+    odd: dict[str, str] = {}  # source → a version of it that is no Debian version
     for package in installed:
         binaries[package.name.split(":", 1)[0]] = package
-        sources.setdefault(package.source, package.source_version)
+        source, version = _tracked_as(package)
+        have = _version(version)
+        if have is None:
+            odd.setdefault(source, version)
+            continue
+        known = sources.get(source)
+        if known is None or have < parse_version(known):
+            # a source half upgraded (libssl3 new, openssl old) is as exposed as its oldest
+            sources[source] = version
     reaches: dict[str, list[tuple[str, str]]] = {}  # source → [(binary update, source version)]
     for update in pending:
         name = update.package.split(":", 1)[0]
         binary = binaries.get(name)
-        source = binary.source if binary is not None else name
-        reaches.setdefault(source, []).append((name, source_version_of(update.candidate, binary)))
+        brings: str | None
+        if binary is not None and _SIGNED_KERNEL.match(binary.source):
+            source, brings = "linux", update.candidate  # as _tracked_as files it
+        else:
+            source = binary.source if binary is not None else name
+            brings = source_version_of(update.candidate, binary)
+        if brings is not None and _version(brings) is not None:
+            reaches.setdefault(source, []).append((name, brings))
     found: list[Vulnerable] = []
     fixes_by_update: dict[str, list[str]] = {}
     for source, version in sorted(sources.items()):
@@ -219,7 +268,16 @@ def match_host(
             found.append(
                 Vulnerable(vulnerability, source, version, exposure, fixed, bringing, urgency)
             )
+    unjudged = {
+        fix.vulnerability: f"{source} {version} is not a Debian version"
+        for source, version in sorted(odd.items())
+        for feed in feeds
+        for release in releases
+        for fix in feed.fixes_for(release, source)
+    }
     found.sort(key=lambda v: (v.vulnerability, v.source))
     return HostMatch(
-        tuple(found), {name: tuple(sorted(set(v))) for name, v in sorted(fixes_by_update.items())}
+        tuple(found),
+        {name: tuple(sorted(set(v))) for name, v in sorted(fixes_by_update.items())},
+        unjudged=unjudged,
     )

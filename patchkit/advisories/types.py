@@ -237,6 +237,10 @@ class AdvisoryFeed:
 
     def releases(self) -> frozenset[Release]:
         """Every release the feed speaks of."""
+        return self._releases
+
+    @cached_property
+    def _releases(self) -> frozenset[Release]:
         return frozenset(release for release, _ in self._by_package)
 
     def advisories_for(self, cve: str) -> tuple[Advisory, ...]:

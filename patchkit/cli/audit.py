@@ -86,18 +86,33 @@ def audit(
             f"no advisories imported in {ledger.url}",
             hint="patchkit advisories import FILE (the Debian tracker JSON, OSV, KEV, EPSS)",
         )
+    unknown: dict[str, str] = {}
     if kev:
         if knowledge.kev is None:
             raise PlanningError(
                 "--kev: no KEV catalog imported",
                 hint="patchkit advisories import known_exploited_vulnerabilities.json",
             )
-        touching = audit_report.kev_touching(found.values(), knowledge, FleetMatcher(knowledge))
+        if not knowledge.feeds:
+            raise PlanningError(
+                "--kev: the KEV catalog names CVEs, but which hosts they touch needs the Debian "
+                "tracker or OSV advisories, and none is imported",
+                hint="patchkit advisories import FILE (the tracker JSON or an OSV export)",
+            )
+        matcher = FleetMatcher(knowledge)
+        governed = audit_report.governed(loaded, hosts, at)
+        touching = audit_report.kev_touching(found.values(), knowledge, matcher)
         wanted += [c for c in touching if c not in wanted]
+        unknown = audit_report.unjudged(governed, found, matcher, at)
         if not touching:
             err_console.print(
                 f"no KEV entry ({len(knowledge.kev.entries)} in the catalog) affects a "
-                "governed host"
+                "governed host that could be judged"
+            )
+        if unknown:
+            err_console.print(
+                f"{len(unknown)} governed host(s) could not be judged, so their KEV exposure is "
+                f"unknown: {', '.join(sorted(unknown)[:10])}" + (", …" if len(unknown) > 10 else "")
             )
     with err_console.status(f"auditing {len(names)} host(s)…"):
         made = audit_report.build(
@@ -112,5 +127,5 @@ def audit(
         else:
             write_output(output, text)
             err_console.print(f"wrote {output}")
-    if made.affected or made.unknown:
+    if made.affected or made.unknown or unknown:
         sys.exit(ExitCode.FAILURES)

@@ -24,10 +24,12 @@ from rich.text import Text
 from patchkit.advisories.fleet import FleetMatcher
 from patchkit.advisories.knowledge import Knowledge
 from patchkit.advisories.matching import Exposure, HostMatch
-from patchkit.model import Finding, Host
+from patchkit.model import Finding, Host, PendingUpdate
+from patchkit.planning import priority as prio
 from patchkit.planning import scope as scoping
+from patchkit.planning.priority import Matcher
 from patchkit.planning.windows import next_occurrence
-from patchkit.policy.model import Policy
+from patchkit.policy.model import Policy, PolicyException
 from patchkit.reports.plan import template_environment
 from patchkit.reports.terminal import Fit, FittedTable, shown, visible
 
@@ -159,6 +161,51 @@ def kev_touching(
     return tuple(e.cve for e in entries)
 
 
+def unjudged(
+    hosts: Sequence[Host], findings: Mapping[str, Finding], matcher: FleetMatcher, at: datetime
+) -> dict[str, str]:
+    """Governed hosts whose exposure cannot be told at all, and why (host → reason)."""
+    out = {}
+    for host in hosts:
+        reason = _unknown_why(findings.get(host.name), matcher, at)
+        if reason is not None:
+            out[host.name] = reason
+    return out
+
+
+def _unknown_why(finding: Finding | None, matcher: FleetMatcher, at: datetime) -> str | None:
+    """Why nothing can be said of this host's CVEs; None when its exposure can be judged."""
+    if finding is None:
+        return "never assessed: run patchkit assess"
+    when = finding.assessed_at
+    if not finding.reachable:
+        return f"unreachable when last assessed ({when:%Y-%m-%d %H:%M})"
+    if at - when > STALE:
+        return f"last assessed {when:%Y-%m-%d}, more than {STALE.days} days ago: assess again"
+    if finding.software is None:
+        return "assessed without its software inventory: assess again with this patchkit"
+    if not matcher.active:
+        return "no tracker or OSV advisories imported: patchkit advisories import FILE"
+    matched = matcher.match(finding)
+    if matched is not None and not matched.covered:
+        release = " ".join(
+            x for x in (finding.distribution, finding.release, finding.release_version) if x
+        )
+        return f"no imported feed covers its release ({release or 'release unknown'})"
+    return None
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What decides whether a pending fix is planned: the policy, its live exceptions, when."""
+
+    policy: Policy
+    live: tuple[PolicyException, ...]
+    match: Matcher
+    at: datetime
+    by_name: Mapping[str, Host]
+
+
 def build(
     policy: Policy,
     hosts: Sequence[Host],
@@ -171,35 +218,39 @@ def build(
     """The state of every governed host for each of ``cves`` (ids as given, upper-cased).
 
     ``installed`` (``Ledger.installed_updates()``): a fix a run installed after the host's
-    newest assessment counts as installed, as in the compliance report.
+    newest assessment counts as installed, as in the compliance report. A pending fix the
+    policy holds back (deny, allow, minimum_age, security-only, an exception) is named as held,
+    with no window.
     """
     fleet = governed(policy, hosts, at)
     patched = {(r["host"], r["package"], r["version"]): r["installed_at"] for r in installed}
     windows = _windows(policy, hosts, at)
     matcher = FleetMatcher(knowledge)
-    named = _named(knowledge)
-    matches: dict[str, HostMatch | None] = {}
-    for host in fleet:
-        finding = findings.get(host.name)
-        if finding is not None and finding.reachable and at - finding.assessed_at <= STALE:
-            matches[host.name] = matcher.match(finding)
+    match = scoping.matcher(hosts)
+    rules = _Rules(
+        policy, scoping.live_exceptions(policy, at.date()), match, at, {h.name: h for h in hosts}
+    )
+    unknown = unjudged(fleet, findings, matcher, at)
     audits = []
     for cve in dict.fromkeys(c.upper() for c in cves):
-        known = cve in named
-        rows = [
-            _host(
-                host.name,
-                cve,
-                findings.get(host.name),
-                matches.get(host.name),
-                windows,
-                at,
-                patched,
-            )
-            if known
-            else HostAudit(host.name, AuditState.UNKNOWN, f"no imported feed names {cve}")
-            for host in fleet
-        ]
+        # advisories are read whole (fixes only for the fleet's releases): a CVE no feed has a
+        # record of cannot be judged on any host
+        known = any(feed.advisories_for(cve) for feed in knowledge.feeds) or any(
+            fix.vulnerability == cve for feed in knowledge.feeds for fix in feed.fixes
+        )
+        rows = []
+        for host in fleet:
+            finding = findings.get(host.name)
+            matched = matcher.match(finding) if finding is not None else None
+            when = finding.assessed_at if finding is not None else None
+            if finding is None or matched is None or host.name in unknown:
+                why = unknown.get(host.name, "never assessed: run patchkit assess")
+                rows.append(HostAudit(host.name, AuditState.UNKNOWN, why, assessed_at=when))
+            elif not known:
+                why = f"no imported feed names {cve}"
+                rows.append(HostAudit(host.name, AuditState.UNKNOWN, why, assessed_at=when))
+            else:
+                rows.append(_host(host.name, cve, finding, matched, windows, patched, rules))
         rows.sort(key=lambda r: (ORDER.index(r.state), r.host))
         facts = knowledge.facts(cve)
         counts = Counter(r.state for r in rows)
@@ -220,76 +271,103 @@ def build(
     return AuditReport(policy.name, at, feeds, tuple(audits))
 
 
-def _named(knowledge: Knowledge) -> frozenset[str]:
-    return frozenset(fix.vulnerability for feed in knowledge.feeds for fix in feed.fixes)
+_EXPOSURE_RANK = tuple(Exposure)  # worst first: no fix yet is worse than a fix pending
 
 
 def _host(
     name: str,
     cve: str,
-    finding: Finding | None,
-    matched: HostMatch | None,
+    finding: Finding,
+    matched: HostMatch,
     windows: Mapping[str, tuple[str, datetime | None]],
-    at: datetime,
-    patched: Mapping[tuple[str, str, str], datetime] | None = None,
+    patched: Mapping[tuple[str, str, str], datetime],
+    rules: _Rules,
 ) -> HostAudit:
-    if finding is None:
-        return HostAudit(name, AuditState.UNKNOWN, "never assessed: run patchkit assess")
     when = finding.assessed_at
-    if not finding.reachable:
-        why = f"unreachable when last assessed ({when:%Y-%m-%d %H:%M})"
-        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
-    if at - when > STALE:
-        why = f"last assessed {when:%Y-%m-%d}, more than {STALE.days} days ago: assess again"
-        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
-    if finding.software is None:
-        why = "assessed without its software inventory: assess again with this patchkit"
-        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
-    if matched is None:
-        why = "no tracker or OSV advisories imported: patchkit advisories import FILE"
-        return HostAudit(name, AuditState.UNKNOWN, why, assessed_at=when)
+    if cve in matched.unjudged:
+        return HostAudit(name, AuditState.UNKNOWN, matched.unjudged[cve], assessed_at=when)
+    candidates = {u.package.split(":", 1)[0]: u for u in finding.updates}
+
+    def installed_since(package: str) -> datetime | None:
+        update = candidates.get(package)
+        done = patched.get((name, package, update.candidate)) if update is not None else None
+        return done if done is not None and done >= when else None
+
     hits = [v for v in matched.vulnerable if v.vulnerability == cve]
-    if not hits:
-        return HostAudit(name, AuditState.NOT_AFFECTED, "", assessed_at=when)
-    worst = min(hits, key=lambda v: ORDER.index(_FROM_EXPOSURE[v.exposure]))
+    # a fix pending that a run installed since counts as installed, source by source: a CVE
+    # also in another source package stays as that one stands
+    open_hits = [
+        v for v in hits
+        if not (v.exposure is Exposure.FIX_PENDING and any(installed_since(p) for p in v.updates))
+    ]  # fmt: skip
+    if not open_hits:
+        if not hits:
+            return HostAudit(name, AuditState.NOT_AFFECTED, "", assessed_at=when)
+        done = hits[0]
+        package = next(p for p in done.updates if installed_since(p))
+        at = installed_since(package)
+        detail = (
+            f"{done.source} {done.installed}, fixed in {done.fixed_version}; {package} "
+            f"{candidates[package].candidate} installed by a run at {at:%Y-%m-%d %H:%M %Z}, "
+            "after the last assessment (assess again to confirm)"
+        )
+        return HostAudit(
+            name, AuditState.NOT_AFFECTED, detail, done.source, done.installed,
+            done.fixed_version, done.updates, assessed_at=when,
+        )  # fmt: skip
+    worst = min(open_hits, key=lambda v: _EXPOSURE_RANK.index(v.exposure))
     state = _FROM_EXPOSURE[worst.exposure]
     detail = f"{worst.source} {worst.installed}"
     if worst.fixed_version:
         detail += f", fixed in {worst.fixed_version}"
+    others = sorted({v.source for v in open_hits} - {worst.source})
+    if others:
+        detail += f" (also in {', '.join(others)})"
+    if state is not AuditState.FIX_PENDING:
+        return HostAudit(
+            name, state, detail, worst.source, worst.installed, worst.fixed_version,
+            assessed_at=when,
+        )  # fmt: skip
+    detail += f" by {', '.join(worst.updates)}"
+    held = _held(rules, name, [candidates[p] for p in worst.updates if p in candidates])
     window, start = windows.get(name, (None, None))
-    if state is AuditState.FIX_PENDING:
-        candidates = {u.package.split(":", 1)[0]: u.candidate for u in finding.updates}
-        done = [
-            (package, candidates[package], done_at)
-            for package in worst.updates
-            if package in candidates
-            and (done_at := (patched or {}).get((name, package, candidates[package]))) is not None
-            and done_at >= finding.assessed_at
-        ]
-        if done:
-            package, version, installed_at = done[0]
-            detail += (
-                f"; {package} {version} installed by a run at {installed_at:%Y-%m-%d %H:%M %Z}, "
-                "after the last assessment (assess again to confirm)"
-            )
-            return HostAudit(
-                name, AuditState.NOT_AFFECTED, detail, worst.source, worst.installed,
-                worst.fixed_version, worst.updates, assessed_at=finding.assessed_at,
-            )  # fmt: skip
-        detail += f" by {', '.join(worst.updates)}"
-        if window is None:
-            detail += "; no window serves this host"
-        elif start is None:
-            detail += f"; window {window} has no opening within a year"
-        elif start <= at:
-            detail += f"; window {window}, open now"
-        else:
-            detail += f"; window {window}, opens {start:%Y-%m-%d %H:%M %Z}"
+    if held is not None:
+        detail += f"; held by the policy: {held}"
+        window, start = None, None
+    elif window is None:
+        detail += "; no window serves this host"
+    elif start is None:
+        detail += f"; window {window} has no opening within a year"
+    elif start <= rules.at:
+        detail += f"; window {window}, open now"
+    else:
+        detail += f"; window {window}, opens {start:%Y-%m-%d %H:%M %Z}"
     return HostAudit(
         name, state, detail, worst.source, worst.installed, worst.fixed_version, worst.updates,
-        window if state is AuditState.FIX_PENDING else None,
-        start if state is AuditState.FIX_PENDING else None, when,
+        window, start, when,
     )  # fmt: skip
+
+
+def _held(rules: _Rules, name: str, updates: Sequence[PendingUpdate]) -> str | None:
+    """Why the plan would hold every one of these fixing updates back; None if one goes in."""
+    host = rules.by_name.get(name)
+    if host is None or not updates:
+        return None
+    whole = scoping.host_exception(host, rules.live, rules.match)
+    if whole is not None:
+        return scoping.describe_exception(whole)
+    reasons = []
+    for update in updates:
+        security = prio.is_security(update, rules.policy)
+        first = update.first_seen or rules.at
+        reason = prio.hold_reason(update, security, first, rules.at, rules.policy)
+        if reason is None:
+            exc = prio.package_exception(host, update.package, rules.live, rules.match)
+            reason = scoping.describe_exception(exc) if exc is not None else None
+        if reason is None:
+            return None
+        reasons.append(reason)
+    return "; ".join(dict.fromkeys(reasons))
 
 
 # ---------------------------------------------------------------- renderers
@@ -321,11 +399,16 @@ def to_text(report: AuditReport) -> Group:
         if c.description:
             parts.append(shown(c.description[:300]))
         parts.append(shown(f"hosts: {_totals_line(c)}"))
-        table = FittedTable(f"{c.cve} per host (affected first)")
+        listed = [h for h in c.hosts if h.state is not AuditState.NOT_AFFECTED]
+        if not listed:
+            continue
+        fine = len(c.hosts) - len(listed)
+        tail = f"; {fine} not affected, counted above (json and csv list them)" if fine else ""
+        table = FittedTable(f"{c.cve}: hosts affected or unknown{tail}")
         table.add_column("host", Fit.WHOLE)
         table.add_column("state", Fit.WORDS)
         table.add_column("detail", Fit.FREE)
-        for h in c.hosts:
+        for h in listed:
             style = (
                 "red" if h.state.affected else "magenta" if h.state is AuditState.UNKNOWN else ""
             )

@@ -148,3 +148,58 @@ def test_release_keys_name_the_release_as_each_feed_does() -> None:
         Release(Distro.UBUNTU, "22.04"),
     )
     assert release_keys("RedHat", "", "9.3") == ()
+
+
+def test_debian_signed_kernels_are_matched_as_linux() -> None:
+    """linux-image-* comes from linux-signed-amd64 (6.1.76+1); the tracker files kernel CVEs
+    under linux, at the version the signed binaries carry (6.1.76-1)."""
+    host = [Pkg("linux-image-amd64", "6.1.76-1", "linux-signed-amd64", "6.1.76+1")]
+    kernel = feed(fix("CVE-2024-1086", fixed="6.1.76-1", package="linux"))
+    assert match_host([BOOKWORM], host, [], [kernel]).exposure("CVE-2024-1086") is (
+        Exposure.NOT_AFFECTED
+    )
+    newer = feed(fix("CVE-2026-1", fixed="6.1.119-1", package="linux"))
+    pending = [Update("linux-image-amd64", "6.1.119-1")]
+    match = match_host([BOOKWORM], host, pending, [newer])
+    assert match.exposure("CVE-2026-1") is Exposure.FIX_PENDING
+    assert match.fixes_by_update == {"linux-image-amd64": ("CVE-2026-1",)}
+    assert match_host([BOOKWORM], host, [], [newer]).exposure("CVE-2026-1") is (
+        Exposure.NO_FIX_HERE
+    )
+
+
+def test_a_half_upgraded_source_counts_at_its_oldest_binary() -> None:
+    fixed = feed(fix("C", fixed="3.0.11-1~deb12u2", package="openssl"))
+    for order in (1, -1):
+        host = [
+            Pkg("libssl3", "3.0.11-1~deb12u2", "openssl", "3.0.11-1~deb12u2"),
+            Pkg("openssl", "3.0.11-1~deb12u1", "openssl", "3.0.11-1~deb12u1"),
+        ][::order]
+        assert match_host([BOOKWORM], host, [], [fixed]).exposure("C") is Exposure.NO_FIX_HERE
+
+
+def test_a_binary_versioned_apart_from_its_source_brings_no_fix() -> None:
+    """dmsetup 2:1.02.185-2 is built from lvm2 2.03.16-2: its epoch-2 candidate must not read as
+    a source version beyond every fix."""
+    dmsetup = Pkg("dmsetup", "2:1.02.185-2", "lvm2", "2.03.16-2")
+    assert source_version_of("2:1.02.185-3", dmsetup) is None
+    lvm = feed(fix("C", fixed="2.03.16-3", package="lvm2"))
+    match = match_host([BOOKWORM], [dmsetup], [Update("dmsetup", "2:1.02.185-3")], [lvm])
+    assert match.exposure("C") is Exposure.NO_FIX_HERE and match.fixes_by_update == {}
+
+
+def test_a_version_that_is_no_debian_version_is_passed_over_not_a_crash() -> None:
+    host = [Pkg("demo", "1.0-1", "demo", "1.0-1"), Pkg("odd", "1:", "odd", "1:")]
+    fixes = feed(fix("C", fixed="1.1-1"), fix("D", fixed="2.0-1", package="odd"))
+    match = match_host([BOOKWORM], host, [Update("demo", "1:")], [fixes])
+    assert match.exposure("C") is Exposure.NO_FIX_HERE  # the odd candidate brings nothing
+    assert match.unjudged == {"D": "odd 1: is not a Debian version"}  # unknown, not "fine"
+
+
+def test_a_release_no_feed_speaks_of_is_not_covered() -> None:
+    debian = feed(fix("C", fixed="1.1-1"))
+    host = [Pkg("demo", "1.0-1", "demo", "1.0-1")]
+    jammy = release_keys("Ubuntu", "jammy", "22.04")
+    assert not match_host(jammy, host, [], [debian]).covered
+    assert not match_host(release_keys("Devuan", "daedalus", "5"), host, [], [debian]).covered
+    assert match_host([BOOKWORM], host, [], [debian]).covered

@@ -11,12 +11,14 @@ import json
 from datetime import timedelta
 
 from patchkit.advisories.knowledge import Knowledge
+from patchkit.advisories.types import FixStatus, PackageFix
 from patchkit.model import Finding, InstalledPackage, PackageSet
 from patchkit.reports import audit
 from patchkit.reports.audit import AuditState
 from patchkit.reports.terminal import plain_text
 from tests.unit.test_planner import AT, host, policy
 from tests.unit.test_vulnerability_severity import (
+    BOOKWORM,
     KEV_CVE,
     OPEN_CVE,
     RULES,
@@ -148,3 +150,44 @@ def test_a_fix_a_run_installed_after_the_assessment_counts_as_installed() -> Non
     old = [{**rows[0], "installed_at": assessed - timedelta(days=1)}]
     again = audit.build(policy(RULES), FLEET, FINDINGS, knowledge(), [KEV_CVE], AT, old)
     assert states(again, KEV_CVE)["web2"] is AuditState.FIX_PENDING
+
+
+def test_a_fix_the_policy_holds_back_is_named_held_with_no_window() -> None:
+    denied = RULES + "  deny: ['libdemo*']\n"
+    report = audit.build(policy(denied), FLEET, FINDINGS, knowledge(), [KEV_CVE], AT)
+    (web2,) = [h for h in report.cves[0].hosts if h.host == "web2"]
+    assert web2.state is AuditState.FIX_PENDING
+    assert (web2.window, web2.window_start) == (None, None)
+    assert "held by the policy: denied by the policy (libdemo*)" in web2.detail
+
+
+def test_a_host_whose_release_no_feed_covers_is_unknown_not_clean() -> None:
+    ubuntu = dataclasses.replace(
+        finding("web2"), distribution="Ubuntu", release="jammy", release_version="22.04"
+    )
+    report = audit.build(policy(RULES), FLEET, {**FINDINGS, "web2": ubuntu}, knowledge(),
+                         [KEV_CVE], AT)  # fmt: skip
+    (web2,) = [h for h in report.cves[0].hosts if h.host == "web2"]
+    assert web2.state is AuditState.UNKNOWN
+    assert web2.detail == "no imported feed covers its release (Ubuntu jammy 22.04)"
+
+
+def test_a_cve_in_two_sources_stays_open_while_one_of_them_is() -> None:
+    base = knowledge()
+    (feed,) = base.feeds
+    extra = PackageFix(KEV_CVE, "demo-tool", BOOKWORM, FixStatus.OPEN)
+    both = Knowledge((dataclasses.replace(feed, fixes=(*feed.fixes, extra)),), base.kev, base.epss)
+    assessed = FINDINGS["web2"].assessed_at
+    rows = [{"host": "web2", "package": "libdemo1", "version": "1.1",
+             "installed_at": assessed + timedelta(minutes=5)}]  # fmt: skip
+    for installed in ([], rows):
+        report = audit.build(policy(RULES), FLEET, FINDINGS, both, [KEV_CVE], AT, installed)
+        (web2,) = [h for h in report.cves[0].hosts if h.host == "web2"]
+        # the worst state wins (no fix yet in demo-tool), before the run and after it
+        assert (web2.state, web2.source) == (AuditState.NO_FIX_YET, "demo-tool"), installed
+
+
+def test_text_lists_the_hosts_to_act_on_and_counts_the_rest() -> None:
+    text = plain_text(audit.to_text(made(KEV_CVE)), width=200)
+    assert "hosts affected or unknown; 1 not affected, counted above" in text
+    assert "web3" not in text  # the one not affected
