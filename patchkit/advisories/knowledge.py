@@ -84,6 +84,11 @@ class Knowledge:
         return tuple(found)
 
     @cached_property
+    def has_cvss(self) -> bool:
+        """Whether any advisory gives a CVSS vector (the tracker's JSON never does)."""
+        return any(a.cvss for feed in self.feeds for a in feed.advisories)
+
+    @cached_property
     def _urgencies(self) -> dict[str, Urgency]:
         worst: dict[str, Urgency] = {}
         for feed in self.feeds:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from patchkit.advisories.fleet import FleetMatcher
-from patchkit.advisories.knowledge import CveFacts, Knowledge
+from patchkit.advisories.knowledge import URGENCY_ORDER, CveFacts, Knowledge
+from patchkit.advisories.types import Urgency
 from patchkit.errors import PlanningError
 from patchkit.model import Finding, Host, Severity
 from patchkit.planning import batches as batching
@@ -42,10 +43,15 @@ from patchkit.planning.types import (
     WindowSlot,
 )
 from patchkit.planning.windows import Occurrence, next_occurrence
-from patchkit.policy.model import Policy, Window
+from patchkit.policy.model import Policy, SeverityRule, Window
 from patchkit.policy.values import format_duration
 
 STALE_FINDINGS = timedelta(days=7)
+Urgencies = Mapping[str, "Urgency | None"]  # CVE → its urgency on one host
+
+
+def _worse(one: Urgency, other: Urgency) -> bool:
+    return URGENCY_ORDER.index(one) < URGENCY_ORDER.index(other)
 
 
 def make_plan(
@@ -75,6 +81,10 @@ def make_plan(
     context = _Context(policy, hosts, history, at, match, knowledge or Knowledge())
     entries = scoping.resolve(hosts, policy, at.date(), match)
     in_scope = [e.host for e in entries if e.in_scope]
+    unrated = [  # in-scope hosts the CVE rules cannot see into
+        h.name for h in in_scope if (f := findings.get(h.name)) is not None and f.reachable
+        and f.software is None
+    ]  # fmt: skip
     chosen, occurrence = _pick_window(policy, in_scope, at, window, match)
     served = match(chosen.hosts)
     live = scoping.live_exceptions(policy, at.date())
@@ -143,7 +153,7 @@ def make_plan(
         end=occurrence.end,
     )
     warnings = _warnings(policy, scheduled, occurrence, ordered, canary_size, canary, at)
-    warnings += _advisory_warnings(policy, context.knowledge, at)
+    warnings += _advisory_warnings(policy, knowledge, at, unrated)
     plan = Plan(
         id="",
         hash="",
@@ -232,7 +242,7 @@ class _Context:
         self.policy, self.history, self.at, self.match = policy, history, at, match
         self.knowledge = knowledge
         self.matcher = FleetMatcher(knowledge)  # once per host image, not once per host
-        self._refs: dict[str, tuple[CveFacts, CveRef]] = {}
+        self._refs: dict[tuple[str, Urgency | None], tuple[CveFacts, CveRef]] = {}
         promotion = policy.promotion
         self.envs = {h.name: environment_of(h, promotion) if promotion else None for h in hosts}
         self.tiers = {h.name: prio.criticality_of(h, policy, match)[1] for h in hosts}
@@ -241,21 +251,35 @@ class _Context:
             self.by_tier.setdefault(label, []).append(name)
         self._estimates: dict[tuple[str, bool], tuple[timedelta, str] | None] = {}
 
-    def fixes(self, finding: Finding) -> Mapping[str, tuple[str, ...]]:
-        """Pending package → the CVEs its update fixes on this host (empty without data)."""
+    def fixes(self, finding: Finding) -> tuple[Mapping[str, tuple[str, ...]], Urgencies]:
+        """Pending package → the CVEs its update fixes on this host, and each CVE's urgency
+        for this host's release and package (empty without data)."""
         found = self.matcher.match(finding)
-        return found.fixes_by_update if found is not None else {}
+        if found is None:
+            return {}, {}
+        urgencies: dict[str, Urgency | None] = {}
+        for v in found.vulnerable:
+            have = urgencies.get(v.vulnerability)
+            if v.urgency is not None and (have is None or _worse(v.urgency, have)):
+                urgencies[v.vulnerability] = v.urgency
+        return found.fixes_by_update, urgencies
 
-    def cves(self, ids: Sequence[str]) -> tuple[list[CveFacts], tuple[CveRef, ...]]:
-        """The facts of ``ids`` (for the rules) and their plan form, known-exploited first."""
-        pairs = [self._ref(cve) for cve in ids]
+    def cves(
+        self, ids: Sequence[str], urgencies: Urgencies
+    ) -> tuple[list[CveFacts], tuple[CveRef, ...]]:
+        """The facts of ``ids`` (for the rules) and their plan form, known-exploited first.
+
+        A CVE's urgency is the one the feed gives for this host's release and package, not the
+        worst over every release: the tracker often rates one release's issue unimportant.
+        """
+        pairs = [self._ref(cve, urgencies.get(cve)) for cve in ids]
         pairs.sort(key=lambda p: (not p[1].kev, -(p[1].cvss or -1.0), p[1].cve))
         return [p[0] for p in pairs], tuple(p[1] for p in pairs)
 
-    def _ref(self, cve: str) -> tuple[CveFacts, CveRef]:
-        cached = self._refs.get(cve)
+    def _ref(self, cve: str, urgency: Urgency | None) -> tuple[CveFacts, CveRef]:
+        cached = self._refs.get((cve, urgency))
         if cached is None:
-            facts = self.knowledge.facts(cve)
+            facts = dataclasses.replace(self.knowledge.facts(cve), urgency=urgency)
             ref = CveRef(
                 cve=cve,
                 cvss=facts.cvss.base_score if facts.cvss else None,
@@ -264,7 +288,7 @@ class _Context:
                 epss=facts.epss.epss if facts.epss else None,
                 urgency=facts.urgency.value if facts.urgency else None,
             )
-            cached = self._refs[cve] = (facts, ref)
+            cached = self._refs[(cve, urgency)] = (facts, ref)
         return cached
 
     def estimate(self, host: str, packages: int, reboot: bool) -> tuple[timedelta, str]:
@@ -291,10 +315,10 @@ def _host_plan(
     policy, at, match = ctx.policy, ctx.at, ctx.match
     selected: list[SelectedUpdate] = []
     held: list[HeldUpdate] = []
-    fixes = ctx.fixes(finding)
+    fixes, urgencies = ctx.fixes(finding)
     for update in sorted(finding.updates, key=lambda u: u.package):
         security = prio.is_security(update, policy)
-        facts, refs = ctx.cves(fixes.get(update.package.split(":", 1)[0], ()))
+        facts, refs = ctx.cves(fixes.get(update.package.split(":", 1)[0], ()), urgencies)
         rating = rate(update, security, policy, facts)
         severity = rating.severity
         first_seen = update.first_seen or finding.assessed_at
@@ -439,16 +463,50 @@ def _warnings(
     return tuple(out)
 
 
-def _advisory_warnings(policy: Policy, knowledge: Knowledge, at: datetime) -> tuple[str, ...]:
+def _advisory_warnings(
+    policy: Policy, given: Knowledge | None, at: datetime, unrated: Sequence[str]
+) -> tuple[str, ...]:
+    """What keeps the severity rules on CVEs from seeing what they test, and stale feeds."""
     out: list[str] = []
+    knowledge = given or Knowledge()
     rules = policy.classification
-    testing = [i + 1 for i, r in enumerate(rules.severity_rules) if r.tests_vulnerabilities]
-    if testing and not knowledge.feeds:
-        numbers = ", ".join(str(i) for i in testing)
+    severity_rules = list(enumerate(rules.severity_rules, start=1))
+
+    def numbered(test: Callable[[SeverityRule], bool]) -> str:
+        return ", ".join(str(i) for i, r in severity_rules if test(r))
+
+    testing = numbered(lambda r: r.tests_vulnerabilities)
+    if testing and given is None:
         out.append(
-            f"severity rule(s) {numbers} test the CVEs an update fixes, but no tracker or OSV "
+            f"severity rule(s) {testing} test the CVEs an update fixes, but this plan was made "
+            "without advisories: they match nothing"
+        )
+    elif testing and not knowledge.feeds:
+        out.append(
+            f"severity rule(s) {testing} test the CVEs an update fixes, but no tracker or OSV "
             "feed is imported: they match nothing (patchkit advisories import FILE)"
         )
+    elif testing:
+        lacking = [
+            (numbered(lambda r: r.kev is not None), knowledge.kev is None, "kev", "KEV catalog"),
+            (numbered(lambda r: r.epss_min is not None), knowledge.epss is None, "epss_min",
+             "EPSS scores"),
+            (numbered(lambda r: r.cvss_min is not None), not knowledge.has_cvss, "cvss_min",
+             "CVSS vector (the tracker's JSON carries none: import OSV records)"),
+        ]  # fmt: skip
+        for numbers, missing, key, what in lacking:
+            if numbers and missing:
+                out.append(
+                    f"severity rule(s) {numbers} test {key}, but no imported feed gives a {what}: "
+                    "they match nothing"
+                )
+        if unrated:
+            names = ", ".join(unrated[:5]) + (", …" if len(unrated) > 5 else "")
+            out.append(
+                f"{len(unrated)} host(s) were assessed without a software inventory, so the "
+                f"CVEs their updates fix are not known and rules on CVEs pass them by: {names}; "
+                "assess them again"
+            )
     limit = rules.advisory_max_age
     for feed in knowledge.sources():
         age = at - feed.date
