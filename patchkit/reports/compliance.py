@@ -237,7 +237,7 @@ def build(
         rows.append(
             HostCompliance(
                 host.name, tier, env, host.groups, status, finding.assessed_at,
-                f"host exception: {_describe(whole)}" if whole else "", tuple(outstanding),
+                _note(whole, matched, finding), tuple(outstanding),
                 _open_cves(matched, knowledge, finding, patched),
             )
         )  # fmt: skip
@@ -263,6 +263,14 @@ def build(
         known_exploited=len(exploited),
         kev_hosts=sum(1 for h in rows if any(c.kev for c in h.open_cves)),
     )
+
+
+def _note(whole: PolicyException | None, matched: HostMatch | None, finding: Finding) -> str:
+    notes = [f"host exception: {_describe(whole)}"] if whole else []
+    if matched is not None and not matched.covered:
+        release = " ".join(x for x in (finding.distribution, finding.release) if x) or "unknown"
+        notes.append(f"open CVEs unknown: no imported feed covers its release ({release})")
+    return "; ".join(notes)
 
 
 def _score(facts: CveFacts) -> float | None:
