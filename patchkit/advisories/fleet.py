@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from patchkit.advisories.knowledge import Knowledge
-from patchkit.advisories.matching import HostMatch, Installed, Pending, match_host, release_keys
+from patchkit.advisories.matching import HostMatch, Installed, Matcher, Pending, release_keys
 from patchkit.advisories.types import Release
 
 
@@ -42,6 +42,8 @@ class FleetMatcher:
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
+        # images share most source packages at the same versions: judged once for them all
+        self._matcher = Matcher(knowledge.feeds)
         self._done: dict[
             tuple[str, tuple[Release, ...], tuple[tuple[str, str], ...]], HostMatch
         ] = {}
@@ -65,6 +67,6 @@ class FleetMatcher:
         key = (software.digest, releases, pending)
         found = self._done.get(key)
         if found is None:
-            found = match_host(releases, software.packages, finding.updates, self.knowledge.feeds)
+            found = self._matcher.match(releases, software.packages, finding.updates)
             self._done[key] = found
         return found

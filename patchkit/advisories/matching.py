@@ -177,33 +177,177 @@ def _tracked_as(package: Installed) -> tuple[str, str]:
     return package.source, package.source_version
 
 
-def _version(text: str) -> Version | None:
-    try:
-        return parse_version(text)
-    except ValueError:
-        return None  # a host reported something that is no Debian version: it cannot be judged
+class _Versions:
+    """Debian versions read and compared once each: python-debian does it in pure Python, and a
+    fleet's hosts repeat the same few thousand versions against the same fixed versions."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, Version | None] = {}
+        self._at_least: dict[tuple[str, str], bool] = {}
+
+    def read(self, text: str) -> Version | None:
+        """``text`` as a Debian version; None when it is none (a host reported something
+        odd: what rests on it cannot be judged)."""
+        try:
+            return self._read[text]
+        except KeyError:
+            pass
+        try:
+            version: Version | None = parse_version(text)
+        except ValueError:
+            version = None
+        self._read[text] = version
+        return version
+
+    def parse(self, text: str) -> Version:
+        """``text`` as a Debian version; ValueError if it is not one (as ``parse_version``)."""
+        version = self.read(text)
+        if version is None:
+            return parse_version(text)  # raises, naming the text
+        return version
+
+    def at_least(self, one: str, other: str) -> bool:
+        """Whether version ``one`` >= version ``other`` (ValueError for a non-version)."""
+        key = (one, other)
+        found = self._at_least.get(key)
+        if found is None:
+            found = self._at_least[key] = bool(self.parse(one) >= self.parse(other))
+        return found
 
 
-def _verdict(fix: PackageFix, installed: str, reachable: str | None) -> Exposure:
+def _verdict(
+    fix: PackageFix, installed: str, reachable: str | None, versions: _Versions
+) -> Exposure:
     """One feed's verdict on one vulnerability, given the installed source version and the
     highest source version a pending update reaches (None: no update of this source)."""
     if fix.status is FixStatus.NOT_AFFECTED or fix.fixed_version == NOT_AFFECTED:
         return Exposure.NOT_AFFECTED
-    have = parse_version(installed)
     if (
         fix.introduced is not None
         and fix.introduced != "0"
-        and have < parse_version(fix.introduced)
+        and not versions.at_least(installed, fix.introduced)
     ):
         return Exposure.NOT_AFFECTED
     if fix.status is not FixStatus.FIXED or fix.fixed_version is None:
         return Exposure.NO_FIX_YET
-    fixed = parse_version(fix.fixed_version)
-    if have >= fixed:
+    if versions.at_least(installed, fix.fixed_version):
         return Exposure.NOT_AFFECTED
-    if reachable is not None and parse_version(reachable) >= fixed:
+    if reachable is not None and versions.at_least(reachable, fix.fixed_version):
         return Exposure.FIX_PENDING
     return Exposure.NO_FIX_HERE
+
+
+# What a source package's verdicts depend on: the host's release names, the source, its
+# installed version, and the (binary, source version) pairs its pending updates bring.
+_SourceKey = tuple[tuple[Release, ...], str, str, tuple[tuple[str, str], ...]]
+
+
+class Matcher:
+    """``match_host`` against one sequence of feeds, remembering what it worked out.
+
+    Hosts built from different images still share most of their source packages at the same
+    versions: each (releases, source, installed version, updates of it) is judged once, and
+    each pair of versions compared once, whichever host asks. The results are those of
+    ``match_host``, which is this class used once.
+    """
+
+    def __init__(self, feeds: Sequence[AdvisoryFeed]) -> None:
+        self.feeds = tuple(feeds)
+        self._versions = _Versions()
+        self._covered = frozenset(r for feed in self.feeds for r in feed.releases())
+        self._judged: dict[_SourceKey, tuple[Vulnerable, ...]] = {}
+
+    def match(
+        self,
+        releases: Sequence[Release],
+        installed: Iterable[Installed],
+        pending: Iterable[Pending],
+    ) -> HostMatch:
+        """The vulnerabilities of one host (see the module's docstring for the states)."""
+        releases = tuple(releases)
+        if not any(release in self._covered for release in releases):
+            return HostMatch((), {}, covered=False)
+        versions = self._versions
+        binaries: dict[str, Installed] = {}
+        sources: dict[str, str] = {}  # source → its oldest installed version (the worst case)
+        odd: dict[str, str] = {}  # source → a version of it that is no Debian version
+        for package in installed:
+            binaries[package.name.split(":", 1)[0]] = package
+            source, version = _tracked_as(package)
+            if versions.read(version) is None:
+                odd.setdefault(source, version)
+                continue
+            known = sources.get(source)
+            if known is None or not versions.at_least(version, known):
+                # a source half upgraded (libssl3 new, openssl old) is as exposed as its oldest
+                sources[source] = version
+        reaches: dict[str, list[tuple[str, str]]] = {}  # source → [(binary, source version)]
+        for update in pending:
+            name = update.package.split(":", 1)[0]
+            binary = binaries.get(name)
+            brings: str | None
+            if binary is not None and _SIGNED_KERNEL.match(binary.source):
+                source, brings = "linux", update.candidate  # as _tracked_as files it
+            else:
+                source = binary.source if binary is not None else name
+                brings = source_version_of(update.candidate, binary)
+            if brings is not None and versions.read(brings) is not None:
+                reaches.setdefault(source, []).append((name, brings))
+        found: list[Vulnerable] = []
+        for source, version in sorted(sources.items()):
+            key = (releases, source, version, tuple(reaches.get(source, ())))
+            judged = self._judged.get(key)
+            if judged is None:
+                judged = self._judged[key] = self._judge(*key)
+            found.extend(judged)
+        fixes_by_update: dict[str, set[str]] = {}
+        for v in found:
+            for name in v.updates:
+                fixes_by_update.setdefault(name, set()).add(v.vulnerability)
+        unjudged = {
+            fix.vulnerability: f"{source} {version} is not a Debian version"
+            for source, version in sorted(odd.items())
+            for feed in self.feeds
+            for release in releases
+            for fix in feed.fixes_for(release, source)
+        }
+        found.sort(key=lambda v: (v.vulnerability, v.source))
+        return HostMatch(
+            tuple(found),
+            {name: tuple(sorted(v)) for name, v in sorted(fixes_by_update.items())},
+            unjudged=unjudged,
+        )
+
+    def _judge(
+        self,
+        releases: tuple[Release, ...],
+        source: str,
+        version: str,
+        updates: tuple[tuple[str, str], ...],
+    ) -> tuple[Vulnerable, ...]:
+        """The vulnerabilities of ``source`` at ``version`` with these updates of it pending."""
+        versions = self._versions
+        by_vulnerability: dict[str, list[PackageFix]] = {}
+        for feed in self.feeds:
+            for release in releases:
+                for fix in feed.fixes_for(release, source):
+                    by_vulnerability.setdefault(fix.vulnerability, []).append(fix)
+        best = max((v for _, v in updates), key=versions.parse, default=None)
+        found: list[Vulnerable] = []
+        for vulnerability, fixes in sorted(by_vulnerability.items()):
+            verdicts = [(_verdict(fix, version, best, versions), fix) for fix in fixes]
+            exposure, fix = min(verdicts, key=lambda pair: _WORST_FIRST.index(pair[0]))
+            if not exposure.affected:
+                continue
+            fixed = fix.fixed_version if fix.status is FixStatus.FIXED else None
+            bringing: tuple[str, ...] = ()
+            if exposure is Exposure.FIX_PENDING and fixed is not None:
+                bringing = tuple(sorted(n for n, v in updates if versions.at_least(v, fixed)))
+            urgency = next((f.urgency for f in fixes if f.urgency is not None), None)
+            found.append(
+                Vulnerable(vulnerability, source, version, exposure, fixed, bringing, urgency)
+            )
+        return tuple(found)
 
 
 def match_host(
@@ -213,71 +357,4 @@ def match_host(
     feeds: Sequence[AdvisoryFeed],
 ) -> HostMatch:
     """The vulnerabilities of one host (see the module's docstring for the states)."""
-    if not any(release in feed.releases() for feed in feeds for release in releases):
-        return HostMatch((), {}, covered=False)
-    binaries: dict[str, Installed] = {}
-    sources: dict[str, str] = {}  # source → its oldest installed version (the worst case)
-    odd: dict[str, str] = {}  # source → a version of it that is no Debian version
-    for package in installed:
-        binaries[package.name.split(":", 1)[0]] = package
-        source, version = _tracked_as(package)
-        have = _version(version)
-        if have is None:
-            odd.setdefault(source, version)
-            continue
-        known = sources.get(source)
-        if known is None or have < parse_version(known):
-            # a source half upgraded (libssl3 new, openssl old) is as exposed as its oldest
-            sources[source] = version
-    reaches: dict[str, list[tuple[str, str]]] = {}  # source → [(binary update, source version)]
-    for update in pending:
-        name = update.package.split(":", 1)[0]
-        binary = binaries.get(name)
-        brings: str | None
-        if binary is not None and _SIGNED_KERNEL.match(binary.source):
-            source, brings = "linux", update.candidate  # as _tracked_as files it
-        else:
-            source = binary.source if binary is not None else name
-            brings = source_version_of(update.candidate, binary)
-        if brings is not None and _version(brings) is not None:
-            reaches.setdefault(source, []).append((name, brings))
-    found: list[Vulnerable] = []
-    fixes_by_update: dict[str, list[str]] = {}
-    for source, version in sorted(sources.items()):
-        by_vulnerability: dict[str, list[PackageFix]] = {}
-        for feed in feeds:
-            for release in releases:
-                for fix in feed.fixes_for(release, source):
-                    by_vulnerability.setdefault(fix.vulnerability, []).append(fix)
-        updates = reaches.get(source, [])
-        best = max((v for _, v in updates), key=parse_version, default=None)
-        for vulnerability, fixes in sorted(by_vulnerability.items()):
-            verdicts = [(_verdict(fix, version, best), fix) for fix in fixes]
-            exposure, fix = min(verdicts, key=lambda pair: _WORST_FIRST.index(pair[0]))
-            if not exposure.affected:
-                continue
-            fixed = fix.fixed_version if fix.status is FixStatus.FIXED else None
-            bringing: tuple[str, ...] = ()
-            if exposure is Exposure.FIX_PENDING and fixed is not None:
-                bringing = tuple(
-                    sorted(n for n, v in updates if parse_version(v) >= parse_version(fixed))
-                )
-                for name in bringing:
-                    fixes_by_update.setdefault(name, []).append(vulnerability)
-            urgency = next((f.urgency for f in fixes if f.urgency is not None), None)
-            found.append(
-                Vulnerable(vulnerability, source, version, exposure, fixed, bringing, urgency)
-            )
-    unjudged = {
-        fix.vulnerability: f"{source} {version} is not a Debian version"
-        for source, version in sorted(odd.items())
-        for feed in feeds
-        for release in releases
-        for fix in feed.fixes_for(release, source)
-    }
-    found.sort(key=lambda v: (v.vulnerability, v.source))
-    return HostMatch(
-        tuple(found),
-        {name: tuple(sorted(set(v))) for name, v in sorted(fixes_by_update.items())},
-        unjudged=unjudged,
-    )
+    return Matcher(feeds).match(releases, installed, pending)

@@ -6,7 +6,7 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -359,13 +359,26 @@ def plan(
     # the imported advisories, only the fixes for the releases these hosts run
     knowledge = ledger.advisories(host_releases(found.values())) if ledger is not None else None
     made = planning.make_plan(loaded, hosts, found, at, window, history, signers, knowledge)
-    if ledger is not None and not no_save:
-        ledger.save_plan(planning.plan_body(made), saved_at=datetime.now(UTC), made_by=made_by)
+    save = ledger is not None and not no_save
+    # encoded once for both: the body of a big fleet's plan is hundreds of megabytes of JSON
+    body = planning.plan_body(made) if save or fmt == "json" else None
+    if ledger is not None and body is not None and save:
+        ledger.save_plan(body, saved_at=datetime.now(UTC), made_by=made_by)
     if fmt == "text" and output is None:
         console.print(plan_report.plan_text(made, detail=detail))
         return
+    if body is not None and fmt == "json":  # written as it is made, never whole in memory
+        pieces = plan_report.body_json_pieces(body)
+        if output is None:
+            for chunk in _chunks(pieces):
+                sys.stdout.write(chunk)
+            sys.stdout.write("\n")  # as click.echo ends the other formats
+            sys.stdout.flush()
+        else:
+            _write_pieces(output, pieces)
+            err_console.print(f"plan {made.id} written to {output}")
+        return
     renderers: dict[str, Callable[[Plan], str]] = {
-        "json": plan_report.plan_json,
         "markdown": plan_report.plan_markdown,
         "html": plan_report.plan_html,
         "text": lambda p: plan_report.plan_plain_text(p, detail=detail),
@@ -376,6 +389,35 @@ def plan(
     else:
         write_output(output, rendered)
         err_console.print(f"plan {made.id} written to {output}")
+
+
+def _chunks(pieces: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
+    """``pieces`` joined into chunks of about ``size`` characters (one write each)."""
+    held: list[str] = []
+    length = 0
+    for piece in pieces:
+        held.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(held)
+            held, length = [], 0
+    if held:
+        yield "".join(held)
+
+
+def _write_pieces(path: Path, pieces: Iterable[str]) -> None:
+    """``write_output`` for a document that comes in pieces: the file is made (and a path that
+    cannot be written refused) as it makes it, then filled chunk by chunk."""
+    write_output(path, "")
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            for chunk in _chunks(pieces):
+                out.write(chunk)
+    except OSError as exc:
+        why = (exc.strerror or str(exc)).lower()
+        raise click.BadParameter(
+            f"cannot write {path}: {why}", param_hint="'-o' / '--output'"
+        ) from None
 
 
 def allowed_signers(loaded: Policy, policy_path: Path) -> str:

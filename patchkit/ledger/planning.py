@@ -107,7 +107,7 @@ class PlanningRecords(LedgerBase):
 
     def latest_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
         """The newest finding per host (only for ``hosts`` when given); hosts with the same
-        packages share one PackageSet object."""
+        packages share one PackageSet object, hosts with the same pending updates one tuple."""
         latest = (
             select(t.findings.c.host, func.max(t.findings.c.id).label("fid"))
             .group_by(t.findings.c.host)
@@ -115,35 +115,9 @@ class PlanningRecords(LedgerBase):
         )
         query = select(t.findings).join(latest, latest.c.fid == t.findings.c.id)
         wanted = set(hosts) if hosts is not None else None
-        out: dict[str, Finding] = {}
         with self._tx("cannot read") as conn:
             rows = [r for r in conn.execute(query) if wanted is None or r.host in wanted]
-            ids = [r.id for r in rows]
-            updates: dict[int, list[PendingUpdate]] = {}
-            for chunk in range(0, len(ids), 500):
-                part = ids[chunk : chunk + 500]
-                upd = select(t.pending_updates).where(t.pending_updates.c.finding_id.in_(part))
-                for u in conn.execute(upd):
-                    updates.setdefault(u.finding_id, []).append(
-                        PendingUpdate(
-                            u.package, u.installed, u.candidate, u.origin, aware(u.first_seen)
-                        )
-                    )
-            sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
-            for r in rows:
-                out[r.host] = Finding(
-                    host=r.host,
-                    assessed_at=aware(r.assessed_at),
-                    reachable=r.reachable,
-                    updates=tuple(sorted(updates.get(r.id, []), key=lambda u: u.package)),
-                    reboot_pending=r.reboot_pending,
-                    message=r.message,
-                    release=r.release,
-                    software=sets[r.package_set] if r.package_set is not None else None,
-                    distribution=r.distribution,
-                    release_version=r.release_version,
-                )
-        return out
+            return {f.host: f for f in _findings_of(conn, rows)}
 
     def latest_reachable_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
         """The newest finding per host that reached the host (only for ``hosts`` when given).
@@ -185,7 +159,8 @@ class PlanningRecords(LedgerBase):
                     window_start=utc(datetime.fromisoformat(body["window"]["start"])),
                     made_at=utc(datetime.fromisoformat(body["made_at"])),
                     saved_at=utc(saved_at),
-                    body=json.dumps(body, sort_keys=True),
+                    # compact: a 50,000-host plan is hundreds of megabytes of this text
+                    body=json.dumps(body, sort_keys=True, separators=(",", ":")),
                     made_by=made_by,
                 )
             )
@@ -306,30 +281,72 @@ class PlanningRecords(LedgerBase):
             )
 
 
+class _Interned:
+    """One object per distinct value read: a fleet's hosts repeat the same few hundred pending
+    updates, times and release names, and 50,000 copies of each would be most of the memory."""
+
+    def __init__(self) -> None:
+        self.times: dict[datetime, datetime] = {}
+        self.texts: dict[str, str] = {}
+        self.updates: dict[tuple[Any, ...], PendingUpdate] = {}
+        self.lists: dict[tuple[tuple[Any, ...], ...], tuple[PendingUpdate, ...]] = {}
+
+    def time(self, raw: datetime) -> datetime:
+        made = self.times.get(raw)
+        if made is None:
+            made = self.times[raw] = aware(raw)
+        return made
+
+    def text(self, raw: str | None) -> str | None:
+        return None if raw is None else self.texts.setdefault(raw, raw)
+
+    def pending(self, raws: list[tuple[Any, ...]]) -> tuple[PendingUpdate, ...]:
+        """A host's updates (rows of package, installed, candidate, origin, first seen),
+        sorted by package, as the tuple every host with the same rows shares."""
+        key = tuple(raws)
+        made = self.lists.get(key)
+        if made is None:
+            made = self.lists[key] = tuple(
+                sorted((self.update(raw) for raw in raws), key=lambda u: u.package)
+            )
+        return made
+
+    def update(self, raw: tuple[Any, ...]) -> PendingUpdate:
+        made = self.updates.get(raw)
+        if made is None:
+            package, installed, candidate, origin, first_seen = raw
+            made = self.updates[raw] = PendingUpdate(
+                package, installed, candidate, origin, self.time(first_seen)
+            )
+        return made
+
+
 def _findings_of(conn: Connection, rows: Sequence[Any]) -> list[Finding]:
     """The findings of these ``findings`` rows, with their pending updates and package sets."""
-    updates: dict[int, list[PendingUpdate]] = {}
+    pu = t.pending_updates
+    raws: dict[int, list[tuple[Any, ...]]] = {}
     ids = [r.id for r in rows]
+    columns = select(pu.c.finding_id, pu.c.package, pu.c.installed, pu.c.candidate, pu.c.origin)
+    columns = columns.add_columns(pu.c.first_seen).order_by(pu.c.id)
     for chunk in range(0, len(ids), 500):
         part = ids[chunk : chunk + 500]
-        query = select(t.pending_updates).where(t.pending_updates.c.finding_id.in_(part))
-        for u in conn.execute(query):
-            updates.setdefault(u.finding_id, []).append(
-                PendingUpdate(u.package, u.installed, u.candidate, u.origin, aware(u.first_seen))
-            )
+        for finding_id, *raw in conn.execute(columns.where(pu.c.finding_id.in_(part))):
+            raws.setdefault(finding_id, []).append(tuple(raw))
     sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
+    one = _Interned()
+    text = one.text
     return [
         Finding(
             host=r.host,
-            assessed_at=aware(r.assessed_at),
+            assessed_at=one.time(r.assessed_at),
             reachable=r.reachable,
-            updates=tuple(sorted(updates.get(r.id, []), key=lambda u: u.package)),
+            updates=one.pending(raws.get(r.id, [])),
             reboot_pending=r.reboot_pending,
-            message=r.message,
-            release=r.release,
+            message=one.texts.setdefault(r.message, r.message),
+            release=text(r.release),
             software=sets[r.package_set] if r.package_set is not None else None,
-            distribution=r.distribution,
-            release_version=r.release_version,
+            distribution=text(r.distribution),
+            release_version=text(r.release_version),
         )
         for r in rows
     ]

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter
 
 from patchkit.errors import PlanningError, RefusedError
 from patchkit.model import freeze
+from patchkit.planning.pieces import JsonPieces
 from patchkit.planning.types import Plan
 from patchkit.policy.values import Amount, CountOrPercent
 
@@ -34,10 +35,51 @@ UNHASHED = ("made_at", "warnings", "format")
 UNHASHED_BATCH = ("start",)
 
 
-def jsonable(value: Any) -> Any:
-    """Plain JSON data for any plan value: ISO times, seconds for durations, enum values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+def jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """Plain JSON data for any plan value: ISO times, seconds for durations, enum values.
+
+    A frozen dataclass met again (the same object: the planner shares one SelectedUpdate among
+    the hosts of an image, the ledger one PendingUpdate) gives the same dict again, made once
+    per ``memo`` (one per call when not given): treat the result as read-only.
+    """
+    return _plain(value, {} if memo is None else memo)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+_FIELDS: dict[type, tuple[tuple[str, ...], bool] | None] = {}
+
+
+def _frozen_fields(kind: type) -> tuple[tuple[str, ...], bool] | None:
+    """A dataclass's field names and whether it is frozen; None for any other type."""
+    try:
+        return _FIELDS[kind]
+    except KeyError:
+        pass
+    found = None
+    if dataclasses.is_dataclass(kind):
+        frozen = bool(getattr(kind, "__dataclass_params__").frozen)  # noqa: B009 - not typed
+        found = tuple(f.name for f in dataclasses.fields(kind)), frozen
+    _FIELDS[kind] = found
+    return found
+
+
+def _plain(value: Any, memo: dict[int, Any]) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    described = _frozen_fields(kind)
+    if described is not None:
+        names, frozen = described
+        if frozen:
+            done = memo.get(id(value))
+            if done is not None:
+                return done
+        out = {name: _plain(getattr(value, name), memo) for name in names}
+        if frozen:
+            memo[id(value)] = out  # ``value`` outlives the call: its id is not reused
+        return out
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime | date):
@@ -47,16 +89,26 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Amount):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _plain(v, memo) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [_plain(v, memo) for v in value]
     return value
 
 
+_CANONICAL: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False, "default": str}
+
+
 def canonical(data: Any) -> bytes:
-    return json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-    ).encode()
+    return json.dumps(data, sort_keys=True, **_CANONICAL).encode()
+
+
+def digest(data: Any) -> str:
+    """SHA-256 (hex) of ``canonical(data)``, taken piece by piece: a 50,000-host plan's text is
+    hundreds of megabytes, and needs not be held for its hash."""
+    found = hashlib.sha256()
+    for piece in JsonPieces(**_CANONICAL).pieces(data):
+        found.update(piece.encode())
+    return found.hexdigest()
 
 
 def encode(plan: Plan) -> dict[str, Any]:
@@ -72,7 +124,7 @@ def body_hash(body: Mapping[str, Any]) -> str:
     data["batches"] = [
         {k: v for k, v in b.items() if k not in UNHASHED_BATCH} for b in body.get("batches", [])
     ]
-    return hashlib.sha256(canonical(data)).hexdigest()
+    return digest(data)
 
 
 def plan_id(digest: str) -> str:

@@ -8,8 +8,8 @@ the same hash.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -17,15 +17,15 @@ from patchkit.advisories.fleet import FleetMatcher
 from patchkit.advisories.knowledge import URGENCY_ORDER, CveFacts, Knowledge
 from patchkit.advisories.types import Urgency
 from patchkit.errors import PlanningError
-from patchkit.model import Finding, Host, Severity
+from patchkit.model import Finding, Host, PendingUpdate, Severity
 from patchkit.planning import batches as batching
 from patchkit.planning import codec, quorum
 from patchkit.planning import priority as prio
 from patchkit.planning import scope as scoping
-from patchkit.planning.codec import canonical, jsonable
+from patchkit.planning.codec import jsonable
 from patchkit.planning.history import POLICY_BASIS, History, environment_of, promotion_verdict
 from patchkit.planning.history import host_estimate as history_estimate
-from patchkit.planning.severity import rate
+from patchkit.planning.severity import Rating, rate
 from patchkit.planning.types import (
     ApprovalRules,
     CveRef,
@@ -250,6 +250,11 @@ class _Context:
         for name, label in self.tiers.items():
             self.by_tier.setdefault(label, []).append(name)
         self._estimates: dict[tuple[str, bool], tuple[timedelta, str] | None] = {}
+        # per image match (FleetMatcher keeps each alive, so ids stay theirs), per distinct
+        # pending update, per (update, environment): the hosts of an image share all three
+        self._fixes: dict[int, tuple[Mapping[str, tuple[str, ...]], Urgencies]] = {}
+        self._judged: dict[_UpdateKey, _Judged] = {}
+        self._promoted: dict[tuple[int, str | None], tuple[str | None, str | None]] = {}
 
     def fixes(self, finding: Finding) -> tuple[Mapping[str, tuple[str, ...]], Urgencies]:
         """Pending package → the CVEs its update fixes on this host, and each CVE's urgency
@@ -257,12 +262,60 @@ class _Context:
         found = self.matcher.match(finding)
         if found is None:
             return {}, {}
+        known = self._fixes.get(id(found))
+        if known is not None:
+            return known
         urgencies: dict[str, Urgency | None] = {}
         for v in found.vulnerable:
             have = urgencies.get(v.vulnerability)
             if v.urgency is not None and (have is None or _worse(v.urgency, have)):
                 urgencies[v.vulnerability] = v.urgency
-        return found.fixes_by_update, urgencies
+        known = self._fixes[id(found)] = (found.fixes_by_update, urgencies)
+        return known
+
+    def judge(
+        self,
+        update: PendingUpdate,
+        first_seen: datetime,
+        fixed: Sequence[str],
+        urgencies: Urgencies,
+    ) -> _Judged:
+        """What the policy makes of ``update`` wherever it is pending with these CVEs: security,
+        rating, the classification's hold; worked out once per distinct update."""
+        key = (
+            update.package, update.installed, update.candidate, update.origin, first_seen,
+            tuple(fixed), tuple(urgencies.get(cve) for cve in fixed),
+        )  # fmt: skip
+        judged = self._judged.get(key)
+        if judged is None:
+            policy = self.policy
+            security = prio.is_security(update, policy)
+            facts, refs = self.cves(fixed, urgencies)
+            rating = rate(update, security, policy, facts)
+            judged = self._judged[key] = _Judged(
+                security=security,
+                rating=rating,
+                rated_by=rating.why(policy),
+                refs=refs,
+                hold=prio.hold_reason(update, security, first_seen, self.at, policy),
+                reboot=prio.reboot_needed(update.package, policy),
+            )
+        return judged
+
+    def promotion(
+        self, update: PendingUpdate, judged: _Judged, host: str
+    ) -> tuple[str | None, str | None]:
+        """``promotion_verdict`` for ``update`` on ``host``: it depends on the host only through
+        its environment, so it is worked out once per (update, environment)."""
+        env = self.envs.get(host)
+        key = (id(judged), env)
+        found = self._promoted.get(key)
+        if found is None:
+            found = self._promoted[key] = promotion_verdict(
+                update.package, update.candidate, judged.rating.severity, env, self.envs,
+                self.history, self.policy.promotion, self.at,
+            )  # fmt: skip
+        return found
 
     def cves(
         self, ids: Sequence[str], urgencies: Urgencies
@@ -305,6 +358,56 @@ class _Context:
         return batching.host_estimate(packages, reboot, self.policy.rollout.estimate), POLICY_BASIS
 
 
+# What makes two pending updates the same to the policy: package, versions, origin, first
+# seen, and the CVEs the update fixes with their urgencies on the host.
+_UpdateKey = tuple[
+    str, str | None, str, str, datetime, tuple[str, ...], tuple["Urgency | None", ...]
+]
+
+
+@dataclass(slots=True)
+class _Judged:
+    """One distinct pending update as the policy sees it, and the plan values made of it (one
+    object for every host that plans it alike: a fleet repeats a few hundred updates)."""
+
+    security: bool
+    rating: Rating
+    rated_by: str
+    refs: tuple[CveRef, ...]
+    hold: str | None  # the classification's reason to hold it back, if any
+    reboot: bool
+    _selected: dict[str | None, SelectedUpdate] = field(default_factory=dict)
+    _held: dict[str, HeldUpdate] = field(default_factory=dict)
+
+    def selected(
+        self, update: PendingUpdate, first_seen: datetime, note: str | None
+    ) -> SelectedUpdate:
+        made = self._selected.get(note)
+        if made is None:
+            made = self._selected[note] = SelectedUpdate(
+                package=update.package,
+                installed=update.installed,
+                candidate=update.candidate,
+                origin=update.origin,
+                security=self.security,
+                severity=self.rating.severity,
+                reboot=self.reboot,
+                first_seen=first_seen,
+                note=note,
+                rated_by=self.rated_by,
+                cves=self.refs,
+            )
+        return made
+
+    def held(self, update: PendingUpdate, reason: str) -> HeldUpdate:
+        made = self._held.get(reason)
+        if made is None:
+            made = self._held[reason] = HeldUpdate(
+                update.package, update.candidate, reason, self.refs
+            )
+        return made
+
+
 def _host_plan(
     host: Host,
     finding: Finding,
@@ -312,17 +415,15 @@ def _host_plan(
     live: Sequence[Any],
     applied: dict[int, list[str]],
 ) -> HostPlan:
-    policy, at, match = ctx.policy, ctx.at, ctx.match
+    policy, match = ctx.policy, ctx.match
     selected: list[SelectedUpdate] = []
     held: list[HeldUpdate] = []
     fixes, urgencies = ctx.fixes(finding)
     for update in sorted(finding.updates, key=lambda u: u.package):
-        security = prio.is_security(update, policy)
-        facts, refs = ctx.cves(fixes.get(update.package.split(":", 1)[0], ()), urgencies)
-        rating = rate(update, security, policy, facts)
-        severity = rating.severity
         first_seen = update.first_seen or finding.assessed_at
-        reason = prio.hold_reason(update, security, first_seen, at, policy)
+        fixed = fixes.get(update.package.split(":", 1)[0], ())
+        judged = ctx.judge(update, first_seen, fixed, urgencies)
+        reason = judged.hold
         if reason is None:
             exc = prio.package_exception(host, update.package, live, match)
             if exc is not None:
@@ -330,28 +431,11 @@ def _host_plan(
                 applied.setdefault(id(exc), []).append(host.name)
         note = None
         if reason is None:
-            reason, note = promotion_verdict(
-                update.package, update.candidate, severity, ctx.envs.get(host.name), ctx.envs,
-                ctx.history, policy.promotion, at,
-            )  # fmt: skip
+            reason, note = ctx.promotion(update, judged, host.name)
         if reason is not None:
-            held.append(HeldUpdate(update.package, update.candidate, reason, refs))
-            continue
-        selected.append(
-            SelectedUpdate(
-                package=update.package,
-                installed=update.installed,
-                candidate=update.candidate,
-                origin=update.origin,
-                security=security,
-                severity=severity,
-                reboot=prio.reboot_needed(update.package, policy),
-                first_seen=first_seen,
-                note=note,
-                rated_by=rating.why(policy),
-                cves=refs,
-            )
-        )
+            held.append(judged.held(update, reason))
+        else:
+            selected.append(judged.selected(update, first_seen, note))
     criticality, label = prio.criticality_of(host, policy, match)
     severity = max((u.severity for u in selected), key=lambda s: s.rank, default=Severity.LOW)
     reboot = bool(selected) and prio.expects_reboot(
@@ -623,11 +707,10 @@ def input_hashes(
     history: History | None = None,
     knowledge: Knowledge | None = None,
 ) -> dict[str, str]:
-    def digest(data: Any) -> str:
-        return hashlib.sha256(canonical(data)).hexdigest()
-
+    digest = codec.digest
     host_data = [[h.name, list(h.groups), jsonable(h.vars)] for h in hosts]
-    finding_data = [jsonable(findings[k]) for k in sorted(findings)]
+    shared: dict[int, Any] = {}  # hosts of one image share their updates: each encoded once
+    finding_data = [jsonable(findings[k], shared) for k in sorted(findings)]
     out = {
         "policy": digest(_policy_digest_data(policy)),
         "hosts": digest(host_data),

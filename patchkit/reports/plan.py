@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from functools import cache
@@ -19,6 +18,7 @@ from rich.text import Text
 
 from patchkit.model import Severity
 from patchkit.planning import codec
+from patchkit.planning.pieces import JsonPieces
 from patchkit.planning.plan import STALE_FINDINGS, plan_body
 from patchkit.planning.types import (
     Batch,
@@ -644,7 +644,14 @@ def _settings(plan: Plan) -> Table:
 
 def plan_json(plan: Plan) -> str:
     """The plan as JSON for machines (docs/plan-format.md): stable keys, two-space indent."""
-    return json.dumps(plan_body(plan), indent=2, sort_keys=True)
+    return "".join(body_json_pieces(plan_body(plan)))
+
+
+def body_json_pieces(body: Mapping[str, Any]) -> Iterator[str]:
+    """``plan_json``'s text for a plan's body (``plan_body``), in pieces, for writing as it comes:
+    a 50,000-host plan is hundreds of megabytes of it. Updates shared by many hosts are
+    encoded once (six levels down: plan, batches, batch, hosts, host, updates)."""
+    return JsonPieces(indent=2, whole_at=6, reuse=True).pieces(body)
 
 
 # ---------------------------------------------------------------- Markdown and HTML
