@@ -25,6 +25,7 @@ What Ansible would print (warnings, an inventory script's stderr) goes to the lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import marshal
 import math
@@ -56,6 +57,8 @@ from ansible.utils.display import Display
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
 
+from patchkit import __version__ as patchkit_version
+from patchkit import inventory_cache
 from patchkit.errors import InventoryError
 from patchkit.model import Host, freeze
 
@@ -82,13 +85,15 @@ def load(
     keep: Collection[str] | None = None,
     *,
     timeout: float = TIMEOUT,
+    cache: Path | None = None,
 ) -> tuple[Host, ...]:
     """Every host of the inventory, sorted by name.
 
     ``source`` is one inventory source or several (like repeated ``-i``); ``keep`` names the
     variables to keep (``None`` keeps all); ``timeout`` bounds the whole read in seconds
-    (``math.inf``: no bound). Raises InventoryError naming the source when it is missing,
-    cannot be parsed, holds no host, or takes longer than ``timeout``.
+    (``math.inf``: no bound); ``cache`` is a directory for inventory_cache (None: none).
+    Raises InventoryError naming the source when it is missing, cannot be parsed, holds no
+    host, or takes longer than ``timeout``.
     """
     if not timeout > 0:
         raise InventoryError(
@@ -101,15 +106,46 @@ def load(
             # as the ansible CLIs do first: without it, 'plugin: ansible.builtin.constructed'
             # and plugins from collections are unknown. Done here, once, for every child.
             init_plugin_loader()
-    answer, said_there = _in_child(sources, keep, timeout)
+    store = inventory_cache.InventoryCache(cache) if cache is not None else None
+    key = _cache_key(store, sources, keep)
+    entry = store.get(key) if store is not None and key is not None else None
+    if entry is not None:
+        log.debug("inventory %s: read from the cache %s", ", ".join(sources), cache)
+        for text in entry.said:
+            log.log(logging.WARNING, "ansible: %s", text)
+        return _hosts(entry.rows)
+    answer, said_there, static = _in_child(sources, keep, timeout)
     said += said_there
+    if static and store is not None and key is not None and isinstance(answer, list):
+        # kept only when no file changed while it was read
+        unchanged = _cache_key(store, sources, keep) == key
+        if unchanged:
+            store.put(key, inventory_cache.Entry(answer, said))
     # what Ansible said is in the error, unless all went well
     level = logging.WARNING if isinstance(answer, list) else logging.DEBUG
     for text in said:
         log.log(level, "ansible: %s", text)
     if isinstance(answer, InventoryError):
         raise answer
-    return tuple(Host(name=n, groups=g, vars=freeze(v)) for n, g, v in answer)
+    return _hosts(answer)
+
+
+def _hosts(rows: list[_Row]) -> tuple[Host, ...]:
+    return tuple(Host(name=n, groups=g, vars=freeze(v)) for n, g, v in rows)
+
+
+def _cache_key(
+    store: inventory_cache.InventoryCache | None, sources: list[str], keep: Collection[str] | None
+) -> str | None:
+    if store is None:
+        return None
+    import ansible
+
+    absolute = [
+        s if is_host_list(s, exists=Path(s).exists()) else str(Path(s).resolve()) for s in sources
+    ]
+    versions = (patchkit_version, str(getattr(ansible, "__version__", "")))
+    return store.key(absolute, keep, versions, constants.CONFIG_FILE)
 
 
 _PLUGINS_READY = threading.Lock()
@@ -117,9 +153,10 @@ _PLUGINS_READY = threading.Lock()
 
 def _in_child(
     sources: list[str], keep: Collection[str] | None, timeout: float
-) -> tuple[list[_Row] | InventoryError, list[str]]:
-    """Read the inventory in a forked child (see the module docstring); its answer and what
-    Ansible said there. The child and every process it started are gone on return."""
+) -> tuple[list[_Row] | InventoryError, list[str], bool]:
+    """Read the inventory in a forked child (see the module docstring); its answer, what
+    Ansible said there, and whether the answer depends only on the files read (static). The
+    child and every process it started are gone on return."""
     context = multiprocessing.get_context("fork")  # the child shares the parent's cwd and env
     receiving, sending = context.Pipe(duplex=False)
     child = context.Process(
@@ -143,7 +180,7 @@ def _in_child(
 
 def _answer(
     receiving: Connection, child: BaseProcess, sources: list[str], timeout: float
-) -> tuple[list[_Row] | InventoryError, list[str]]:
+) -> tuple[list[_Row] | InventoryError, list[str], bool]:
     deadline = clock.monotonic() + timeout
     shown = ", ".join(sources)
     at = f"inventory {shown}"  # what the child is reading: it says so as it goes
@@ -151,30 +188,35 @@ def _answer(
         left = None if math.isinf(timeout) else max(deadline - clock.monotonic(), 0.0)
         try:
             if not receiving.poll(left):
-                return InventoryError(
+                late = InventoryError(
                     f"reading {at} took longer than {timeout:g} s; stopped it and every process "
                     "it started",
                     hint="an inventory script or plugin that hangs (on a host, an API, a lock)? "
                     f"{HINT.format(path=shown)}; or allow it more time (--inventory-timeout)",
-                ), []
+                )
+                return late, [], False
             message = marshal.loads(receiving.recv_bytes())  # noqa: S302 (our own child's answer)
         except EOFError:
             child.join(5)
-            return InventoryError(
-                f"reading {at} stopped: the process reading it ended (exit status "
-                f"{child.exitcode}) without an answer",
-                hint=f"it may have run out of memory; {HINT.format(path=shown)}",
-            ), []
+            return (
+                InventoryError(
+                    f"reading {at} stopped: the process reading it ended (exit status "
+                    f"{child.exitcode}) without an answer",
+                    hint=f"it may have run out of memory; {HINT.format(path=shown)}",
+                ),
+                [],
+                False,
+            )
         kind, *rest = message
         if kind == "at":
             at = rest[0]
         elif kind == "done":
-            return rest[0], rest[1]
+            return rest[0], rest[1], rest[2]
         else:
             text, hint, said, trace = rest
             if trace:
                 log.debug("reading %s failed in the child process:\n%s", at, trace)
-            return InventoryError(text, hint=hint), said
+            return InventoryError(text, hint=hint), said, False
 
 
 def _stop(pid: int, child: BaseProcess) -> None:
@@ -202,13 +244,13 @@ def _child(sending: Connection, sources: list[str], keep: Collection[str] | None
     shown = ", ".join(sources)
     with _ansible_output_kept() as said:
         try:
-            rows = _read(sources, keep, tell, said)
+            rows, static = _read(sources, keep, tell, said)
         except Exception as exc:  # every failure is an answer: hostile input breaks anything
             text, hint, trace = _failure(exc, shown)
             tell(("failed", text, hint, said, trace))
             return
     try:
-        tell(("done", rows, said))
+        tell(("done", rows, said, static))
     except ValueError as exc:  # marshal: a value nested past its limit
         tell(("failed", f"cannot read inventory {shown}: {exc}", HINT.format(path=shown), said, ""))
 
@@ -232,9 +274,9 @@ def _read(
     keep: Collection[str] | None,
     tell: Callable[[tuple[Any, ...]], None],
     said: list[str],
-) -> list[_Row]:
-    """The hosts as rows (plain values cross to the parent, Host's mappings would not);
-    ``tell`` hears what is being read."""
+) -> tuple[list[_Row], bool]:
+    """The hosts as rows (plain values cross to the parent, Host's mappings would not), and
+    whether they depend only on the files read; ``tell`` hears what is being read."""
     shown = ", ".join(sources)
     loader = _Loader()
     inventory = _RecordingInventory(loader, sources, tell)
@@ -247,7 +289,8 @@ def _read(
             hint="add hosts to it, or point --inventory at the fleet's inventory",
         )
     tell(("at", f"the variables (group_vars/, host_vars/, vars plugins) of inventory {shown}"))
-    return _records(inventory, _GroupLayers(loader, sources, inventory), keep)
+    rows = _records(inventory, _GroupLayers(loader, sources, inventory), keep)
+    return rows, inventory.static()
 
 
 class _Kept:
@@ -363,8 +406,33 @@ class _RecordingInventory(InventoryManager):  # type: ignore[misc]
         self, loader: DataLoader, sources: list[str], tell: Callable[[tuple[Any, ...]], None]
     ) -> None:
         self.outcomes: dict[str, bool] = {}
+        self.parsed_by: dict[str, str] = {}  # source -> the plugin that parsed it
         self.tell = tell
         super().__init__(loader=loader, sources=sources)
+
+    def _fetch_inventory_plugins(self) -> list[Any]:
+        plugins: list[Any] = super()._fetch_inventory_plugins()
+        for plugin in plugins:  # a fresh instance each time: each records its own successes
+            plugin.parse = functools.partial(self._parse_with, plugin, plugin.parse)
+        return plugins
+
+    def _parse_with(self, plugin: Any, parse: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``plugin.parse``, remembering which plugin parsed each source (the last to succeed:
+        a failed attempt raises before this records it)."""
+        found = parse(*args, **kwargs)
+        name = str(getattr(plugin, "_load_name", "") or getattr(plugin, "_original_path", ""))
+        source = args[2] if len(args) > 2 else kwargs.get("path", "")
+        self.parsed_by[str(source)] = inventory_cache.plugin_name(name)
+        return found
+
+    def static(self) -> bool:
+        """Whether what was read depends only on the files read (inventory_cache's rule)."""
+        plugins = {inventory_cache.plugin_name(p) for p in constants.VARIABLE_PLUGINS_ENABLED}
+        return (
+            bool(self.parsed_by)
+            and set(self.parsed_by.values()) <= inventory_cache.STATIC_PLUGINS
+            and plugins <= inventory_cache.STATIC_VARS_PLUGINS
+        )
 
     def parse_source(self, source: str, cache: bool = False) -> bool:
         # called again for each file of a directory: the parent names the file that hangs

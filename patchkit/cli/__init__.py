@@ -47,9 +47,23 @@ from .window import resume, run, status
     help="Seconds an inventory (its scripts and plugins) may take to read; then it is stopped. "
     "Env: PATCHKIT_INVENTORY_TIMEOUT.",
 )
+@click.option(
+    "--inventory-cache",
+    metavar="DIR|off",
+    envvar="PATCHKIT_INVENTORY_CACHE",
+    help="Where static inventories (YAML/INI files, host_vars/, group_vars/) are kept as read, "
+    "by the SHA-256 of their files: a big one is read by Ansible once per change, not once per "
+    "command; 'off' reads every time. Default: ~/.cache/patchkit/inventory "
+    "($XDG_CACHE_HOME). Env: PATCHKIT_INVENTORY_CACHE.",
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, verbose: int, debug: bool, ledger: str | None, inventory_timeout: float
+    ctx: click.Context,
+    verbose: int,
+    debug: bool,
+    ledger: str | None,
+    inventory_timeout: float,
+    inventory_cache: str | None,
 ) -> None:
     """patchkit: patch windows for Ansible fleets, driven by a patch policy.
 
@@ -60,6 +74,7 @@ def cli(
     ctx.obj["debug"] = debug
     ctx.obj["ledger"] = ledger
     ctx.obj["inventory_timeout"] = inventory_timeout
+    ctx.obj["inventory_cache"] = inventory_cache
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")

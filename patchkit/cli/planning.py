@@ -444,11 +444,15 @@ def allowed_signers(loaded: Policy, policy_path: Path) -> str:
 def load_inventory(path: Path) -> Any:
     # ansible-core is imported only by the commands that read inventories: importing it sets up
     # its directories, which must not break 'patchkit --help' or the lab's own checks.
-    from patchkit import inventory
+    from patchkit import inventory, inventory_cache
 
-    root = click.get_current_context().find_root()
-    timeout = (root.obj or {}).get("inventory_timeout") or inventory.TIMEOUT
-    return inventory.load(path, timeout=timeout)
+    settings = click.get_current_context().find_root().obj or {}
+    timeout = settings.get("inventory_timeout") or inventory.TIMEOUT
+    chosen = settings.get("inventory_cache")
+    cache = (
+        None if chosen == "off" else Path(chosen) if chosen else inventory_cache.default_directory()
+    )
+    return inventory.load(path, timeout=timeout, cache=cache)
 
 
 def _assess(inventory_path: Path, **kwargs: Any) -> Any:

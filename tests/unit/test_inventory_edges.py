@@ -138,7 +138,7 @@ def test_a_timeout_must_be_positive(tmp_path: Path, timeout: float) -> None:
 
 
 def test_the_default_timeout_is_the_module_constant() -> None:
-    assert inventory.load.__kwdefaults__ == {"timeout": inventory.TIMEOUT}
+    assert inventory.load.__kwdefaults__ == {"timeout": inventory.TIMEOUT, "cache": None}
 
 
 # ------------------------------------------------------------ hostile sources
