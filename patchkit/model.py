@@ -7,7 +7,7 @@ Plain frozen dataclasses with no behaviour that does I/O. The planner's own outp
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -29,13 +29,14 @@ class Severity(StrEnum):
         return len(Severity) - list(Severity).index(self)
 
 
-def freeze(value: Any) -> Any:
-    """A read-only copy of nested dicts and lists (mappings stay mappings, lists become tuples)."""
+def freeze(value: Any, leaf: Callable[[Any], Any] | None = None) -> Any:
+    """A read-only copy of nested dicts and lists (mappings stay mappings, lists become tuples);
+    ``leaf`` maps every other value (e.g. to one shared copy of each equal string)."""
     if isinstance(value, Mapping):
-        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+        return MappingProxyType({str(k): freeze(v, leaf) for k, v in value.items()})
     if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
-    return value
+        return tuple(freeze(v, leaf) for v in value)
+    return value if leaf is None else leaf(value)
 
 
 @dataclass(frozen=True)

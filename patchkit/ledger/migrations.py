@@ -9,7 +9,7 @@ Adding a version: append a step below that changes existing tables (new tables a
 ``metadata.create_all`` after the steps), bump ``schema.SCHEMA_VERSION``, and test the step on a
 ledger at the previous version (``tests/integration/test_ledger_migrations.py``, and
 ``tests/unit/test_software_inventory.py`` for version 5 on SQLite,
-``tests/unit/test_advisory_ledger.py`` for version 6).
+``tests/unit/test_advisory_ledger.py`` for version 6, ``tests/unit/test_plan_bodies.py`` for 7).
 """
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ def _v6_advisories(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _v7_packed_plans(conn: Connection) -> None:
+    # Plans saved before keep their text in body (body_z NULL) and read as before.
+    kind = "BYTEA" if conn.dialect.name == "postgresql" else "BLOB"
+    conn.execute(text(f"ALTER TABLE plans ADD COLUMN body_z {kind}"))
+
+
 # version -> the step that takes a ledger from the version before to it
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_reboot_approval,
@@ -79,6 +85,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     4: _v4_admission,
     5: _v5_software,
     6: _v6_advisories,
+    7: _v7_packed_plans,
 }
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,10 +16,12 @@ from sqlalchemy import (
 )
 
 from patchkit.errors import RefusedError
+from patchkit.ledger import plan_bodies
 from patchkit.ledger import schema as t
 from patchkit.ledger.base import LedgerBase, audit, aware, new_id, utc
 from patchkit.ledger.software import load_sets, store_sets
 from patchkit.model import Approval, Finding, PendingUpdate
+from patchkit.planning import codec
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,13 @@ class PlanningRecords(LedgerBase):
         ``made_by`` (who planned it) is kept with the first save only: separation of duties
         judges the approvers against it.
         """
+        known = select(t.plans.c.id).where(t.plans.c.id == body["id"])
+        with self._tx("cannot read") as conn:
+            if conn.execute(known).first() is not None:
+                return False  # planned again from the same inputs: not packed again
+        packed = plan_bodies.pack(body)  # outside the write: it takes seconds for a big fleet
         with self._tx("cannot write to") as conn:
-            exists = conn.execute(select(t.plans.c.id).where(t.plans.c.id == body["id"]))
-            if exists.first() is not None:
+            if conn.execute(known).first() is not None:
                 return False
             conn.execute(
                 insert(t.plans).values(
@@ -159,8 +164,8 @@ class PlanningRecords(LedgerBase):
                     window_start=utc(datetime.fromisoformat(body["window"]["start"])),
                     made_at=utc(datetime.fromisoformat(body["made_at"])),
                     saved_at=utc(saved_at),
-                    # compact: a 50,000-host plan is hundreds of megabytes of this text
-                    body=json.dumps(body, sort_keys=True, separators=(",", ":")),
+                    body="",
+                    body_z=packed,
                     made_by=made_by,
                 )
             )
@@ -173,15 +178,17 @@ class PlanningRecords(LedgerBase):
 
     def stored_plan(self, plan_id: str) -> StoredPlan | None:
         """The plan row: its body as stored, the hash stored beside it, who made it."""
-        query = select(t.plans.c.body, t.plans.c.hash, t.plans.c.made_by, t.plans.c.saved_at)
+        plans = t.plans.c
+        query = select(plans.body, plans.body_z, plans.hash, plans.made_by, plans.saved_at)
         with self._tx("cannot read") as conn:
-            row = conn.execute(query.where(t.plans.c.id == plan_id)).first()
+            row = conn.execute(query.where(plans.id == plan_id)).first()
         if row is None:
             return None
         try:
-            body = json.loads(row.body)
+            body = plan_bodies.unpack(row.body, row.body_z)
         except ValueError:
-            body = {"id": plan_id, "unreadable": True}  # the hash check refuses it by name
+            # the hash check refuses it by name, as the edited row it is (not an older format)
+            body = {"id": plan_id, "format": codec.FORMAT, "unreadable": True}
         return StoredPlan(body, row.hash, row.made_by, aware(row.saved_at))
 
     # ------------------------------------------------------------ approvals
@@ -289,7 +296,7 @@ class _Interned:
         self.times: dict[datetime, datetime] = {}
         self.texts: dict[str, str] = {}
         self.updates: dict[tuple[Any, ...], PendingUpdate] = {}
-        self.lists: dict[tuple[tuple[Any, ...], ...], tuple[PendingUpdate, ...]] = {}
+        self.lists: dict[tuple[int, ...], tuple[PendingUpdate, ...]] = {}
 
     def time(self, raw: datetime) -> datetime:
         made = self.times.get(raw)
@@ -300,15 +307,13 @@ class _Interned:
     def text(self, raw: str | None) -> str | None:
         return None if raw is None else self.texts.setdefault(raw, raw)
 
-    def pending(self, raws: list[tuple[Any, ...]]) -> tuple[PendingUpdate, ...]:
-        """A host's updates (rows of package, installed, candidate, origin, first seen),
-        sorted by package, as the tuple every host with the same rows shares."""
-        key = tuple(raws)
+    def pending(self, updates: list[PendingUpdate]) -> tuple[PendingUpdate, ...]:
+        """A host's updates (each made by ``update``), sorted by package, as the tuple every
+        host with the same updates shares."""
+        key = tuple(map(id, updates))  # interned: the same update is the same object
         made = self.lists.get(key)
         if made is None:
-            made = self.lists[key] = tuple(
-                sorted((self.update(raw) for raw in raws), key=lambda u: u.package)
-            )
+            made = self.lists[key] = tuple(sorted(updates, key=lambda u: u.package))
         return made
 
     def update(self, raw: tuple[Any, ...]) -> PendingUpdate:
@@ -324,23 +329,25 @@ class _Interned:
 def _findings_of(conn: Connection, rows: Sequence[Any]) -> list[Finding]:
     """The findings of these ``findings`` rows, with their pending updates and package sets."""
     pu = t.pending_updates
-    raws: dict[int, list[tuple[Any, ...]]] = {}
+    one = _Interned()
+    text = one.text
+    # each row becomes its interned update as it is read: a fleet's half a million rows are a
+    # few hundred distinct updates, and holding the rows first doubled the memory of a plan
+    pending: dict[int, list[PendingUpdate]] = {}
     ids = [r.id for r in rows]
     columns = select(pu.c.finding_id, pu.c.package, pu.c.installed, pu.c.candidate, pu.c.origin)
     columns = columns.add_columns(pu.c.first_seen).order_by(pu.c.id)
     for chunk in range(0, len(ids), 500):
         part = ids[chunk : chunk + 500]
         for finding_id, *raw in conn.execute(columns.where(pu.c.finding_id.in_(part))):
-            raws.setdefault(finding_id, []).append(tuple(raw))
+            pending.setdefault(finding_id, []).append(one.update(tuple(raw)))
     sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
-    one = _Interned()
-    text = one.text
     return [
         Finding(
             host=r.host,
             assessed_at=one.time(r.assessed_at),
             reachable=r.reachable,
-            updates=one.pending(raws.get(r.id, [])),
+            updates=one.pending(pending.get(r.id, [])),
             reboot_pending=r.reboot_pending,
             message=one.texts.setdefault(r.message, r.message),
             release=text(r.release),

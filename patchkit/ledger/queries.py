@@ -14,6 +14,7 @@ from sqlalchemy import (
     select,
 )
 
+from patchkit.ledger import plan_bodies
 from patchkit.ledger import schema as t
 from patchkit.ledger.base import LedgerBase, aware, utc
 from patchkit.planning.history import PHASES as PLANNED_PHASES
@@ -268,9 +269,8 @@ def _planned_severities(
     )
     out: dict[tuple[str, str, str, str], str] = {}
     for plan_id in set(plan_of.values()):
-        text = conn.execute(select(t.plans.c.body).where(t.plans.c.id == plan_id)).scalar()
         try:
-            body = json.loads(text) if text else {}
+            body = plan_bodies.read(conn, plan_id) or {}
             severities = {
                 (h["host"], u["package"], u["candidate"]): str(u["severity"])
                 for b in body.get("batches", ())

@@ -74,6 +74,11 @@ def drop_advisories(conn: Connection) -> None:
         conn.execute(text(f"DROP TABLE {table.name}"))
 
 
+def drop_packed_plans(conn: Connection) -> None:
+    """Take plans back to before version 7: the body only as text."""
+    conn.execute(text("ALTER TABLE plans DROP COLUMN body_z"))
+
+
 def version_1_ledger(url: str) -> None:
     """A ledger as patchkit with schema 1 left it: approvals without the reboots column, none of
     the columns of version 4, no locks table, none of version 5's software inventory, none of
@@ -81,6 +86,7 @@ def version_1_ledger(url: str) -> None:
     Ledger(url)  # today's schema, then taken back to version 1
     engine = create_engine(url)
     with engine.begin() as conn:
+        drop_packed_plans(conn)
         drop_advisories(conn)
         drop_software(conn)
         conn.execute(
@@ -138,6 +144,8 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_records(ledger_url: str) -
         assert schema_of(ledger_url, table.name)[1] == {c.name for c in table.columns}
     found = ledger.latest_findings()["web1"]
     assert (found.message, found.software, found.release) == ("as of v1", None, None)
+    assert schema_of(ledger_url, "plans")[1] == {c.name for c in t.plans.columns}
+    assert ledger.plan("plan-1") == {}  # a plan saved as text reads as before
     (old,) = ledger.approvals("plan-1")
     assert (old.by, old.comment, old.reboots) == ("alice", "CHG-1", False)
     ledger.approve("plan-1", "h1", by="bob", at=T0, reboots=True)
@@ -182,6 +190,7 @@ def test_a_version_5_ledger_gains_the_advisory_feeds_and_stores_them(
     Ledger(ledger_url)
     engine = create_engine(ledger_url)
     with engine.begin() as conn:
+        drop_packed_plans(conn)
         drop_advisories(conn)
         conn.execute(text("UPDATE meta SET value = '5' WHERE key = 'schema'"))
     engine.dispose()
@@ -206,3 +215,37 @@ def test_a_version_5_ledger_gains_the_advisory_feeds_and_stores_them(
     bookworm = Release(Distro.DEBIAN, "bookworm")
     (tracked, _) = ledger.advisories([bookworm]).feeds
     assert tracked.releases() == {bookworm}
+
+
+def test_a_version_6_ledger_keeps_its_plans_as_text_and_packs_new_ones(ledger_url: str) -> None:
+    Ledger(ledger_url)
+    engine = create_engine(ledger_url)
+    old_body = '{"id": "plan-old", "batches": []}'
+    with engine.begin() as conn:
+        drop_packed_plans(conn)
+        conn.execute(
+            text(
+                'INSERT INTO plans (id, hash, policy, "window", window_start, made_at, saved_at,'
+                " body) VALUES ('plan-old', 'h-old', 'lab', 'w', :at, :at, :at, :body)"
+            ),
+            {"at": T0, "body": old_body},
+        )
+        conn.execute(text("UPDATE meta SET value = '6' WHERE key = 'schema'"))
+    engine.dispose()
+    ledger = Ledger(ledger_url)  # opening migrates
+    assert schema_of(ledger_url, "plans") == (
+        str(t.SCHEMA_VERSION),
+        {c.name for c in t.plans.columns},
+    )
+    assert ledger.plan("plan-old") == {"id": "plan-old", "batches": []}
+    new_body = {
+        "id": "plan-new", "hash": "h-new", "policy": "lab", "made_at": T0.isoformat(),
+        "window": {"name": "w", "start": T0.isoformat()}, "note": "ünïcode",
+    }  # fmt: skip
+    assert ledger.save_plan(new_body, saved_at=T0)
+    engine = create_engine(ledger_url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT body, body_z FROM plans WHERE id = 'plan-new'")).one()
+    engine.dispose()
+    assert row.body == "" and bytes(row.body_z)[:1] == b"\x78"  # a zlib stream, on both
+    assert ledger.plan("plan-new") == new_body

@@ -303,6 +303,7 @@ def version_5_ledger(path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     for table in reversed(t.ADVISORY_TABLES):
         conn.execute(f"DROP TABLE {table.name}")
+    conn.execute("ALTER TABLE plans DROP COLUMN body_z")  # version 7
     conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")
     conn.close()
 
@@ -316,7 +317,7 @@ def test_a_version_5_ledger_is_migrated_and_keeps_its_records(tmp_path: Path) ->
     ledger = Ledger(f"sqlite:///{path}")  # opening migrates
     with engine.connect() as conn:
         version = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).scalar()
-        assert version == str(t.SCHEMA_VERSION) == "6"
+        assert version == str(t.SCHEMA_VERSION) == "7"
         assert all(conn.dialect.has_table(conn, table.name) for table in t.ADVISORY_TABLES)
         assert conn.execute(select(func.count()).select_from(t.findings)).scalar() == 1
     engine.dispose()

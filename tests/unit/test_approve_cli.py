@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -260,9 +261,14 @@ def test_a_missing_key_file_is_bad_input(run_cli: Run, signed: Setup) -> None:
 def test_an_edited_plan_body_is_refused(run_cli: Run, plain: Setup) -> None:
     database = sqlite3.connect(plain.folder / "ledger.sqlite")
     with database:
+        (packed,) = database.execute(
+            "SELECT body_z FROM plans WHERE id = ?", (plain.plan_id,)
+        ).fetchone()
+        text = zlib.decompress(packed).decode()
+        assert "6.1.2" in text
+        edited = zlib.compress(text.replace("6.1.2", "6.1.3").encode())
         changed = database.execute(
-            "UPDATE plans SET body = replace(body, '6.1.2', '6.1.3') WHERE id = ?",
-            (plain.plan_id,),
+            "UPDATE plans SET body_z = ? WHERE id = ?", (edited, plain.plan_id)
         ).rowcount
     database.close()
     assert changed == 1

@@ -442,6 +442,7 @@ INSERT INTO findings VALUES (2, 1, 'web2', '2026-11-01 08:00:00.000000', 0, 0, '
 INSERT INTO pending_updates (finding_id, package, installed, candidate, origin, first_seen)
     VALUES (1, 'openssl', '3.0.15-1~deb12u1', '3.0.17-1~deb12u2', '12/stable-security',
             '2026-11-01 08:00:00.000000');
+ALTER TABLE plans DROP COLUMN body_z;
 UPDATE meta SET value = '4' WHERE key = 'schema';
 COMMIT;
 """
