@@ -8,6 +8,8 @@ through :class:`FleetMatcher`, so that they agree on every host.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Protocol
 
 from patchkit.advisories.knowledge import Knowledge
@@ -40,13 +42,19 @@ class _Software(Protocol):
 class FleetMatcher:
     """``match_host`` for each finding, computed once per (package set, release, pending)."""
 
-    def __init__(self, knowledge: Knowledge) -> None:
+    def __init__(self, knowledge: Knowledge, only: Collection[str] | None = None) -> None:
+        """``only``: the vulnerabilities to judge (the CVEs an audit asks about); the matches
+        then speak of no others. None: every vulnerability the feeds know."""
         self.knowledge = knowledge
         # images share most source packages at the same versions: judged once for them all
-        self._matcher = Matcher(knowledge.feeds)
+        self._matcher = Matcher(knowledge.feeds, only)
         self._done: dict[
             tuple[str, tuple[Release, ...], tuple[tuple[str, str], ...]], HostMatch
         ] = {}
+        # the ledger hands hosts of an image the same package set and updates objects: found
+        # by identity without building the key above for each of 50,000 hosts (the objects
+        # are kept with the answer, so that an id is never another object's)
+        self._same: dict[tuple[int, int, str | None, str | None, str | None], _Same] = {}
 
     @property
     def active(self) -> bool:
@@ -62,11 +70,30 @@ class FleetMatcher:
         software = finding.software
         if software is None or not self.active:
             return None
+        updates = finding.updates
+        same = (
+            id(software),
+            id(updates),
+            finding.distribution,
+            finding.release,
+            finding.release_version,
+        )
+        seen = self._same.get(same)
+        if seen is not None and seen.software is software and seen.updates is updates:
+            return seen.match
         releases = self.releases(finding)
-        pending = tuple((u.package, u.candidate) for u in finding.updates)
+        pending = tuple((u.package, u.candidate) for u in updates)
         key = (software.digest, releases, pending)
         found = self._done.get(key)
         if found is None:
-            found = self._matcher.match(releases, software.packages, finding.updates)
+            found = self._matcher.match(releases, software.packages, updates)
             self._done[key] = found
+        self._same[same] = _Same(software, updates, found)
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Same:
+    software: _Software
+    updates: tuple[Pending, ...]
+    match: HostMatch

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from debian.debian_support import Version
@@ -98,8 +99,22 @@ class HostMatch:
 
     def exposure(self, vulnerability: str) -> Exposure:
         """The host's state for ``vulnerability``: NOT_AFFECTED when nothing matched it."""
-        states = [v.exposure for v in self.vulnerable if v.vulnerability == vulnerability]
+        states = [v.exposure for v in self.affecting(vulnerability)]
         return min(states, key=_WORST_FIRST.index) if states else Exposure.NOT_AFFECTED
+
+    def affecting(self, vulnerability: str) -> tuple[Vulnerable, ...]:
+        """The entries of ``vulnerable`` for ``vulnerability`` (one per source package it is
+        in), in their order there; empty when it does not affect the host."""
+        return self._by_vulnerability.get(vulnerability, ())
+
+    @cached_property
+    def _by_vulnerability(self) -> Mapping[str, tuple[Vulnerable, ...]]:
+        # hosts of an image share one HostMatch: a fleet asking about a CVE host by host would
+        # otherwise scan the image's thousands of entries once per host
+        index: dict[str, list[Vulnerable]] = {}
+        for v in self.vulnerable:
+            index.setdefault(v.vulnerability, []).append(v)
+        return {k: tuple(v) for k, v in index.items()}
 
 
 def release_keys(
@@ -251,11 +266,25 @@ class Matcher:
     ``match_host``, which is this class used once.
     """
 
-    def __init__(self, feeds: Sequence[AdvisoryFeed]) -> None:
+    def __init__(self, feeds: Sequence[AdvisoryFeed], only: Collection[str] | None = None) -> None:
+        """``only``: judge just these vulnerabilities (an audit of a few CVEs), as if the
+        feeds knew no others; None: all of them."""
         self.feeds = tuple(feeds)
         self._versions = _Versions()
         self._covered = frozenset(r for feed in self.feeds for r in feed.releases())
         self._judged: dict[_SourceKey, tuple[Vulnerable, ...]] = {}
+        self._only = frozenset(only) if only is not None else None
+        # the source packages the vulnerabilities asked about are in: no other is looked at
+        self._touched = (
+            frozenset(
+                fix.package
+                for f in self.feeds
+                for fix in f.fixes
+                if fix.vulnerability in self._only
+            )
+            if self._only is not None
+            else None
+        )
 
     def match(
         self,
@@ -295,6 +324,8 @@ class Matcher:
                 reaches.setdefault(source, []).append((name, brings))
         found: list[Vulnerable] = []
         for source, version in sorted(sources.items()):
+            if self._touched is not None and source not in self._touched:
+                continue
             key = (releases, source, version, tuple(reaches.get(source, ())))
             judged = self._judged.get(key)
             if judged is None:
@@ -310,6 +341,7 @@ class Matcher:
             for feed in self.feeds
             for release in releases
             for fix in feed.fixes_for(release, source)
+            if self._only is None or fix.vulnerability in self._only
         }
         found.sort(key=lambda v: (v.vulnerability, v.source))
         return HostMatch(
@@ -328,10 +360,12 @@ class Matcher:
         """The vulnerabilities of ``source`` at ``version`` with these updates of it pending."""
         versions = self._versions
         by_vulnerability: dict[str, list[PackageFix]] = {}
+        only = self._only
         for feed in self.feeds:
             for release in releases:
                 for fix in feed.fixes_for(release, source):
-                    by_vulnerability.setdefault(fix.vulnerability, []).append(fix)
+                    if only is None or fix.vulnerability in only:
+                        by_vulnerability.setdefault(fix.vulnerability, []).append(fix)
         best = max((v for _, v in updates), key=versions.parse, default=None)
         found: list[Vulnerable] = []
         for vulnerability, fixes in sorted(by_vulnerability.items()):

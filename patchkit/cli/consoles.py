@@ -7,7 +7,7 @@ shown escaped: patchkit.reports.terminal), because what they print is mostly use
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +54,33 @@ def write_output(path: Path, text: str, *, option: str = "'-o' / '--output'") ->
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
             out.write(text)
+    except OSError as exc:
+        why = _WHY.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+        raise click.BadParameter(f"cannot write {path}: {why}", param_hint=option) from None
+
+
+def chunks(pieces: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
+    """``pieces`` joined into chunks of about ``size`` characters (one write each)."""
+    held: list[str] = []
+    length = 0
+    for piece in pieces:
+        held.append(piece)
+        length += len(piece)
+        if length >= size:
+            yield "".join(held)
+            held, length = [], 0
+    if held:
+        yield "".join(held)
+
+
+def write_pieces(path: Path, pieces: Iterable[str], *, option: str = "'-o' / '--output'") -> None:
+    """``write_output`` for a document that comes in pieces (never held whole): the file is
+    made (and a path that cannot be written refused) first, then filled chunk by chunk."""
+    write_output(path, "", option=option)
+    try:
+        with path.open("a", encoding="utf-8") as out:
+            for chunk in chunks(pieces):
+                out.write(chunk)
     except OSError as exc:
         why = _WHY.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
         raise click.BadParameter(f"cannot write {path}: {why}", param_hint=option) from None

@@ -6,7 +6,7 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +17,14 @@ from patchkit import alerts
 from patchkit import findings as findings_file
 from patchkit import policy as policy_lib
 from patchkit.advisories.matching import host_releases
-from patchkit.cli.consoles import console, err_console, output_option, write_output
+from patchkit.cli.consoles import (
+    chunks,
+    console,
+    err_console,
+    output_option,
+    write_output,
+    write_pieces,
+)
 from patchkit.errors import ExitCode, PlanningError, PolicyError
 from patchkit.ledger import Ledger
 from patchkit.model import Finding
@@ -370,12 +377,12 @@ def plan(
     if body is not None and fmt == "json":  # written as it is made, never whole in memory
         pieces = plan_report.body_json_pieces(body)
         if output is None:
-            for chunk in _chunks(pieces):
+            for chunk in chunks(pieces):
                 sys.stdout.write(chunk)
             sys.stdout.write("\n")  # as click.echo ends the other formats
             sys.stdout.flush()
         else:
-            _write_pieces(output, pieces)
+            write_pieces(output, pieces)
             err_console.print(f"plan {made.id} written to {output}")
         return
     renderers: dict[str, Callable[[Plan], str]] = {
@@ -389,35 +396,6 @@ def plan(
     else:
         write_output(output, rendered)
         err_console.print(f"plan {made.id} written to {output}")
-
-
-def _chunks(pieces: Iterable[str], size: int = 1 << 20) -> Iterator[str]:
-    """``pieces`` joined into chunks of about ``size`` characters (one write each)."""
-    held: list[str] = []
-    length = 0
-    for piece in pieces:
-        held.append(piece)
-        length += len(piece)
-        if length >= size:
-            yield "".join(held)
-            held, length = [], 0
-    if held:
-        yield "".join(held)
-
-
-def _write_pieces(path: Path, pieces: Iterable[str]) -> None:
-    """``write_output`` for a document that comes in pieces: the file is made (and a path that
-    cannot be written refused) as it makes it, then filled chunk by chunk."""
-    write_output(path, "")
-    try:
-        with path.open("a", encoding="utf-8") as out:
-            for chunk in _chunks(pieces):
-                out.write(chunk)
-    except OSError as exc:
-        why = (exc.strerror or str(exc)).lower()
-        raise click.BadParameter(
-            f"cannot write {path}: {why}", param_hint="'-o' / '--output'"
-        ) from None
 
 
 def allowed_signers(loaded: Policy, policy_path: Path) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,8 +11,16 @@ from typing import Any, TypeVar
 import click
 
 from patchkit import policy as policy_lib
+from patchkit.advisories.files import bulk
 from patchkit.advisories.matching import host_releases
-from patchkit.cli.consoles import console, err_console, output_option, write_output
+from patchkit.cli.consoles import (
+    chunks,
+    console,
+    err_console,
+    output_option,
+    write_output,
+    write_pieces,
+)
 from patchkit.cli.planning import inventory_option, load_inventory, parse_time, required_policy
 from patchkit.errors import PlanningError
 from patchkit.ledger import Ledger
@@ -207,15 +215,30 @@ def compliance_command(
     """
     at = parse_time(at_text)
     loaded = policy_lib.load(policy_path)
-    hosts = load_inventory(inventory_path)  # outside the spinner: see cli/planning.py scope
-    with err_console.status("reading the ledger…"):
-        made = compliance_of(_ledger(ctx), loaded, hosts, at)
-    if fmt == "text" and output is None:
-        console.print(compliance.to_text(made))
-        return
-    _emit(
-        COMPLIANCE_FORMATS[fmt](made)
-        if fmt != "text"
-        else plain_text(compliance.to_text(made), width=160),
-        output,
-    )
+    # a fleet's hosts, findings and rows are millions of small objects in no cycle: the
+    # collector would walk them again and again as they are made
+    with bulk():
+        hosts = load_inventory(inventory_path)  # outside the spinner: see cli/planning.py scope
+        with err_console.status("reading the ledger…"):
+            made = compliance_of(_ledger(ctx), loaded, hosts, at)
+        if fmt == "text" and output is None:
+            console.print(compliance.to_text(made))
+        elif fmt == "json":  # written as it is made: for 50,000 hosts it is gigabytes
+            _emit_pieces(compliance.json_pieces(made), output)
+        else:
+            _emit(
+                COMPLIANCE_FORMATS[fmt](made)
+                if fmt != "text"
+                else plain_text(compliance.to_text(made), width=160),
+                output,
+            )
+
+
+def _emit_pieces(pieces: Iterable[str], output: Path | None) -> None:
+    """``_emit`` of a document that comes in pieces (never held whole)."""
+    if output is None:
+        for chunk in chunks(pieces):
+            click.echo(chunk, nl=False)
+    else:
+        write_pieces(output, pieces)
+        err_console.print(f"wrote {output}")

@@ -140,24 +140,7 @@ class RunQueries(LedgerBase):
                 .where(pc.c.after.is_not(None))
                 .order_by(pc.c.id)
             ).all()
-            seen = {
-                (r.host, r.package, r.candidate): (r.first, r.origin)
-                for r in conn.execute(
-                    select(
-                        t.findings.c.host,
-                        t.pending_updates.c.package,
-                        t.pending_updates.c.candidate,
-                        func.min(t.pending_updates.c.first_seen).label("first"),
-                        func.max(t.pending_updates.c.origin).label("origin"),
-                    )
-                    .join(t.findings, t.findings.c.id == t.pending_updates.c.finding_id)
-                    .group_by(
-                        t.findings.c.host,
-                        t.pending_updates.c.package,
-                        t.pending_updates.c.candidate,
-                    )
-                )
-            }
+            seen = _first_seen(conn) if changes else {}
             rated = _planned_severities(conn, {c.run_id for c in changes})
         out = []
         for c in changes:
@@ -256,6 +239,27 @@ class RunQueries(LedgerBase):
                 for s in snaps
             ],
         }
+
+
+def _first_seen(conn: Connection) -> dict[tuple[str, str, str], tuple[datetime, str]]:
+    """(host, package, version) of each installed change → when an assessment of the host
+    first saw that update pending, and its origin; only for the updates runs installed (a
+    fleet's assessments hold far more pending updates than runs ever installed)."""
+    pc, f, pu = t.package_changes, t.findings, t.pending_updates
+    query = (
+        select(
+            pc.c.host,
+            pc.c.package,
+            pc.c.after,
+            func.min(pu.c.first_seen).label("first"),
+            func.max(pu.c.origin).label("origin"),
+        )
+        .join(f, f.c.host == pc.c.host)
+        .join(pu, pu.c.finding_id == f.c.id)
+        .where(pc.c.after.is_not(None), pu.c.package == pc.c.package, pu.c.candidate == pc.c.after)
+        .group_by(pc.c.host, pc.c.package, pc.c.after)
+    )
+    return {(r.host, r.package, r.after): (r.first, r.origin) for r in conn.execute(query)}
 
 
 def _planned_severities(

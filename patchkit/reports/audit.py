@@ -11,10 +11,9 @@ from __future__ import annotations
 import csv
 import enum
 import io
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ from patchkit.planning import scope as scoping
 from patchkit.planning.priority import Matcher
 from patchkit.planning.windows import next_occurrence
 from patchkit.policy.model import Policy, PolicyException
+from patchkit.reports import jsondoc
 from patchkit.reports.plan import template_environment
 from patchkit.reports.terminal import Fit, FittedTable, shown, visible
 
@@ -64,6 +64,7 @@ ORDER = (
     AuditState.UNKNOWN,
     AuditState.NOT_AFFECTED,
 )
+_ORDER_RANK = {state: i for i, state in enumerate(ORDER)}
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,13 @@ class AuditReport:
         return len({h.host for c in self.cves for h in c.hosts if h.state is AuditState.UNKNOWN})
 
 
-def governed(policy: Policy, hosts: Sequence[Host], at: datetime) -> list[Host]:
-    """The hosts the policy governs: in scope, or out of it only by a whole-host exception."""
-    match = scoping.matcher(hosts)
+def governed(
+    policy: Policy, hosts: Sequence[Host], at: datetime, match: Matcher | None = None
+) -> list[Host]:
+    """The hosts the policy governs: in scope, or out of it only by a whole-host exception.
+
+    ``match``: ``scoping.matcher(hosts)``, when the caller has it already."""
+    match = match or scoping.matcher(hosts)
     live = scoping.live_exceptions(policy, at.date())
     return [
         e.host
@@ -122,10 +127,9 @@ def governed(policy: Policy, hosts: Sequence[Host], at: datetime) -> list[Host]:
 
 
 def _windows(
-    policy: Policy, hosts: Sequence[Host], at: datetime
+    policy: Policy, at: datetime, match: Matcher
 ) -> dict[str, tuple[str, datetime | None]]:
     """Host → (the first window serving it, its next opening)."""
-    match = scoping.matcher(hosts)
     out: dict[str, tuple[str, datetime | None]] = {}
     for window in policy.windows:
         served = match(window.hosts)
@@ -167,14 +171,23 @@ def unjudged(
     """Governed hosts whose exposure cannot be told at all, and why (host → reason)."""
     out = {}
     for host in hosts:
-        reason = _unknown_why(findings.get(host.name), matcher, at)
+        finding = findings.get(host.name)
+        reason = _unknown_why(finding, matcher.active, _match(matcher, finding), at)
         if reason is not None:
             out[host.name] = reason
     return out
 
 
-def _unknown_why(finding: Finding | None, matcher: FleetMatcher, at: datetime) -> str | None:
-    """Why nothing can be said of this host's CVEs; None when its exposure can be judged."""
+def _match(matcher: FleetMatcher, finding: Finding | None) -> HostMatch | None:
+    return matcher.match(finding) if finding is not None else None
+
+
+def _unknown_why(
+    finding: Finding | None, active: bool, matched: HostMatch | None, at: datetime
+) -> str | None:
+    """Why nothing can be said of this host's CVEs; None when its exposure can be judged.
+
+    ``active``: whether the matcher has feeds; ``matched``: what it found of the host."""
     if finding is None:
         return "never assessed: run patchkit assess"
     when = finding.assessed_at
@@ -184,9 +197,8 @@ def _unknown_why(finding: Finding | None, matcher: FleetMatcher, at: datetime) -
         return f"last assessed {when:%Y-%m-%d}, more than {STALE.days} days ago: assess again"
     if finding.software is None:
         return "assessed without its software inventory: assess again with this patchkit"
-    if not matcher.active:
+    if not active:
         return "no tracker or OSV advisories imported: patchkit advisories import FILE"
-    matched = matcher.match(finding)
     if matched is not None and not matched.covered:
         release = " ".join(
             x for x in (finding.distribution, finding.release, finding.release_version) if x
@@ -195,15 +207,42 @@ def _unknown_why(finding: Finding | None, matcher: FleetMatcher, at: datetime) -
     return None
 
 
-@dataclass(frozen=True)
 class _Rules:
-    """What decides whether a pending fix is planned: the policy, its live exceptions, when."""
+    """What decides whether a pending fix is planned: the policy, its live exceptions, when.
 
-    policy: Policy
-    live: tuple[PolicyException, ...]
-    match: Matcher
-    at: datetime
-    by_name: Mapping[str, Host]
+    A fleet's hosts repeat a few hundred pending updates (the same objects: the ledger interns
+    them); what the policy says of each, and which exceptions name its package, is worked out
+    once for them all.
+    """
+
+    def __init__(self, policy: Policy, hosts: Sequence[Host], match: Matcher, at: datetime) -> None:
+        self.policy = policy
+        self.live = scoping.live_exceptions(policy, at.date())
+        self.match = match
+        self.at = at
+        self.by_name = {h.name: h for h in hosts}
+        self._reasons: dict[int, tuple[PendingUpdate, str | None]] = {}
+        self._naming: dict[str, tuple[PolicyException, ...]] = {}
+
+    def reason(self, update: PendingUpdate) -> str | None:
+        """Why the policy's classification keeps ``update`` out on any host, or None."""
+        known = self._reasons.get(id(update))
+        if known is not None and known[0] is update:
+            return known[1]
+        security = prio.is_security(update, self.policy)
+        first = update.first_seen or self.at
+        reason = prio.hold_reason(update, security, first, self.at, self.policy)
+        self._reasons[id(update)] = (update, reason)
+        return reason
+
+    def exception(self, host: Host, package: str) -> PolicyException | None:
+        """The live exception holding ``package`` back on ``host``, if one does."""
+        naming = self._naming.get(package)
+        if naming is None:  # the exceptions naming the package, whichever hosts they name
+            naming = self._naming[package] = tuple(
+                e for e in self.live if e.packages and prio.globs(package, e.packages)
+            )
+        return prio.package_exception(host, package, naming, self.match) if naming else None
 
 
 def build(
@@ -214,44 +253,49 @@ def build(
     cves: Sequence[str],
     at: datetime,
     installed: Sequence[Mapping[str, Any]] = (),
+    fleet: Sequence[Host] | None = None,
 ) -> AuditReport:
     """The state of every governed host for each of ``cves`` (ids as given, upper-cased).
 
     ``installed`` (``Ledger.installed_updates()``): a fix a run installed after the host's
     newest assessment counts as installed, as in the compliance report. A pending fix the
     policy holds back (deny, allow, minimum_age, security-only, an exception) is named as held,
-    with no window.
+    with no window. ``fleet``: ``governed(policy, hosts, at)``, when the caller has it.
     """
-    fleet = governed(policy, hosts, at)
-    patched = {(r["host"], r["package"], r["version"]): r["installed_at"] for r in installed}
-    windows = _windows(policy, hosts, at)
-    matcher = FleetMatcher(knowledge)
+    wanted = tuple(dict.fromkeys(c.upper() for c in cves))
     match = scoping.matcher(hosts)
-    rules = _Rules(
-        policy, scoping.live_exceptions(policy, at.date()), match, at, {h.name: h for h in hosts}
-    )
-    unknown = unjudged(fleet, findings, matcher, at)
+    fleet = governed(policy, hosts, at, match) if fleet is None else fleet
+    patched = {(r["host"], r["package"], r["version"]): r["installed_at"] for r in installed}
+    windows = _windows(policy, at, match)
+    matcher = FleetMatcher(knowledge, only=wanted)  # the others are not asked about
+    rules = _Rules(policy, hosts, match, at)
+    judged = []  # (host, its finding, what matched it, why it cannot be judged)
+    for host in fleet:
+        finding = findings.get(host.name)
+        matched = _match(matcher, finding)
+        judged.append((host, finding, matched, _unknown_why(finding, matcher.active, matched, at)))
+    fixed: frozenset[str] | None = None  # what the fixes name, gathered when first needed
     audits = []
-    for cve in dict.fromkeys(c.upper() for c in cves):
+    for cve in wanted:
         # advisories are read whole (fixes only for the fleet's releases): a CVE no feed has a
         # record of cannot be judged on any host
-        known = any(feed.advisories_for(cve) for feed in knowledge.feeds) or any(
-            fix.vulnerability == cve for feed in knowledge.feeds for fix in feed.fixes
-        )
+        known = any(feed.advisories_for(cve) for feed in knowledge.feeds)
+        if not known:
+            if fixed is None:
+                fixed = frozenset(x.vulnerability for f in knowledge.feeds for x in f.fixes)
+            known = cve in fixed
         rows = []
-        for host in fleet:
-            finding = findings.get(host.name)
-            matched = matcher.match(finding) if finding is not None else None
+        for host, finding, matched, why in judged:
             when = finding.assessed_at if finding is not None else None
-            if finding is None or matched is None or host.name in unknown:
-                why = unknown.get(host.name, "never assessed: run patchkit assess")
+            if finding is None or matched is None or why is not None:
+                why = why or "never assessed: run patchkit assess"
                 rows.append(HostAudit(host.name, AuditState.UNKNOWN, why, assessed_at=when))
             elif not known:
                 why = f"no imported feed names {cve}"
                 rows.append(HostAudit(host.name, AuditState.UNKNOWN, why, assessed_at=when))
             else:
                 rows.append(_host(host.name, cve, finding, matched, windows, patched, rules))
-        rows.sort(key=lambda r: (ORDER.index(r.state), r.host))
+        rows.sort(key=lambda r: (_ORDER_RANK[r.state], r.host))
         facts = knowledge.facts(cve)
         counts = Counter(r.state for r in rows)
         audits.append(
@@ -293,7 +337,7 @@ def _host(
         done = patched.get((name, package, update.candidate)) if update is not None else None
         return done if done is not None and done >= when else None
 
-    hits = [v for v in matched.vulnerable if v.vulnerability == cve]
+    hits = matched.affecting(cve)
     # a fix pending that a run installed since counts as installed, source by source: a CVE
     # also in another source package stays as that one stands
     open_hits = [
@@ -358,11 +402,9 @@ def _held(rules: _Rules, name: str, updates: Sequence[PendingUpdate]) -> str | N
         return scoping.describe_exception(whole)
     reasons = []
     for update in updates:
-        security = prio.is_security(update, rules.policy)
-        first = update.first_seen or rules.at
-        reason = prio.hold_reason(update, security, first, rules.at, rules.policy)
+        reason = rules.reason(update)
         if reason is None:
-            exc = prio.package_exception(host, update.package, rules.live, rules.match)
+            exc = rules.exception(host, update.package)
             reason = scoping.describe_exception(exc) if exc is not None else None
         if reason is None:
             return None
@@ -418,8 +460,7 @@ def to_text(report: AuditReport) -> Group:
 
 
 def to_json(report: AuditReport) -> str:
-    body = {"format": FORMAT, **asdict(report), "affected": report.affected}
-    return json.dumps(body, indent=2, default=str)
+    return jsondoc.dumps({"format": FORMAT, **jsondoc.fields(report), "affected": report.affected})
 
 
 def to_csv(report: AuditReport) -> str:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,12 +26,13 @@ from patchkit.planning import scope as scoping
 from patchkit.planning.priority import (
     Matcher,
     criticality_of,
+    globs,
     is_security,
     package_exception,
 )
 from patchkit.planning.severity import rate
 from patchkit.policy.model import Policy, PolicyException
-from patchkit.reports import charts
+from patchkit.reports import charts, jsondoc
 from patchkit.reports.plan import md, md_table, template_environment
 from patchkit.reports.terminal import Fit, FittedTable, shown, visible
 
@@ -173,77 +173,20 @@ def build(
     each host's open CVEs, and dates deadlines from the advisory under ``reporting.clock``.
     """
     knowledge = knowledge or Knowledge()
-    vulns = FleetMatcher(knowledge)
-    by_advisory = policy.reporting.clock == "advisory"
     match = scoping.matcher(hosts)
-    entries = scoping.resolve(hosts, policy, at.date(), match)
     live = scoping.live_exceptions(policy, at.date())
-    patched = {(r["host"], r["package"], r["version"]): r["installed_at"] for r in installed}
+    judge = _Judge(policy, knowledge, at, live, match, installed)
     rows: list[HostCompliance] = []
-    by_severity: dict[str, Counter[str]] = {s.value: Counter() for s in Severity}
-    for entry in entries:
-        host = entry.host
-        whole = scoping.host_exception(host, live, match)
+    for entry in scoping.resolve(hosts, policy, at.date(), match):
+        whole = scoping.host_exception(entry.host, live, match)
         if not entry.in_scope and whole is None:
             continue  # out of scope or excluded: not governed by this policy
-        _, tier = criticality_of(host, policy, match)
-        env = str(host.var("env") or "-")
-        finding = findings.get(host.name)
-        if finding is None or not finding.reachable:
-            note = "never assessed" if finding is None else f"unreachable: {finding.message}"
-            rows.append(
-                HostCompliance(host.name, tier, env, host.groups, "unknown",
-                               finding.assessed_at if finding else None, note, ())
-            )  # fmt: skip
-            continue
-        outstanding = []
-        matched = vulns.match(finding)
-        fixes = matched.fixes_by_update if matched is not None else {}
-        for update in finding.updates:
-            done = patched.get((host.name, update.package, update.candidate))
-            if done is not None and done >= finding.assessed_at:
-                continue  # a run installed it after this assessment: no longer outstanding
-            security = is_security(update, policy)
-            facts = [knowledge.facts(c) for c in fixes.get(update.package.split(":", 1)[0], ())]
-            facts.sort(key=lambda f: (not f.known_exploited, -(_score(f) or -1.0), f.cve))
-            severity = rate(update, security, policy, facts).severity
-            first = update.first_seen or finding.assessed_at
-            clock = "first seen"
-            published = [f.published for f in facts if f.published is not None]
-            if by_advisory and published:
-                first, clock = min(published), "advisory"
-            deadline, status = _update_status(first, severity, policy, at)
-            held = whole or package_exception(host, update.package, live, match)
-            if held is not None:
-                status = "excepted"
-            by_severity[severity.value][status] += 1
-            outstanding.append(
-                Outstanding(
-                    package=update.package,
-                    installed=update.installed,
-                    candidate=update.candidate,
-                    severity=severity.value,
-                    first_seen=first,
-                    age_days=round((at - first).total_seconds() / 86400, 1),
-                    deadline=deadline,
-                    status=status,
-                    exception=_describe(held) if held else "",
-                    cves=tuple(f.cve for f in facts),
-                    clock=clock,
-                )
-            )
-        outstanding.sort(key=lambda o: (STATUSES.index(o.status), o.deadline, o.package))
-        status = _worst([o.status for o in outstanding if o.status != "excepted"])
-        rows.append(
-            HostCompliance(
-                host.name, tier, env, host.groups, status, finding.assessed_at,
-                _note(whole, matched, finding), tuple(outstanding),
-                _open_cves(matched, knowledge, finding, patched),
-            )
-        )  # fmt: skip
+        rows.append(judge.host(entry.host, findings.get(entry.host.name), whole))
     rows.sort(key=lambda h: (STATUSES.index(h.status), h.host))
-    open_ids = {c.cve for h in rows for c in h.open_cves}
-    exploited = {c.cve for h in rows for c in h.open_cves if c.kev}
+    lists = {id(h.open_cves): h.open_cves for h in rows}.values()  # hosts of an image share one
+    open_ids = {c.cve for cves in lists for c in cves}
+    exploited = {c.cve for cves in lists for c in cves if c.kev}
+    with_kev = {id(cves) for cves in lists if any(c.kev for c in cves)}
     return ComplianceReport(
         policy=policy.name,
         at=at,
@@ -251,18 +194,149 @@ def build(
         due_soon_days=policy.reporting.due_soon,
         hosts=tuple(rows),
         counts=dict(Counter(h.status for h in rows)),
-        by_severity={k: dict(v) for k, v in by_severity.items()},
+        by_severity={k: dict(v) for k, v in judge.by_severity.items()},
         totals=_totals(rows),
         exceptions=_exceptions(policy, hosts, match, at),
         time_to_patch=_time_to_patch(policy, installed),
         latency=_latency(installed, runs),
         windows=_windows(runs),
         clock=policy.reporting.clock,
-        advisories=vulns.active,
+        advisories=judge.vulns.active,
         open_cves=len(open_ids),
         known_exploited=len(exploited),
-        kev_hosts=sum(1 for h in rows if any(c.kev for c in h.open_cves)),
+        kev_hosts=sum(1 for h in rows if id(h.open_cves) in with_kev),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Rated:
+    """What an update is worth wherever it is pending with the same CVEs to fix."""
+
+    update: PendingUpdate
+    fixes: tuple[str, ...]  # the CVEs it fixes there, as the match gives them
+    severity: Severity
+    cves: tuple[str, ...]  # the same, known exploited first, then by CVSS
+    published: datetime | None  # the earliest publication of any of them
+
+
+class _Judge:
+    """Each governed host's row, with what hosts share worked out once for them all.
+
+    A fleet's 50,000 hosts repeat a few hundred pending updates (the same objects: the ledger
+    interns them) and a few dozen matches; rating an update and listing a match's open CVEs
+    once per host took minutes and, for the CVEs, more memory than a controller has.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        knowledge: Knowledge,
+        at: datetime,
+        live: Sequence[PolicyException],
+        match: Matcher,
+        installed: Sequence[Mapping[str, Any]],
+    ) -> None:
+        self.policy = policy
+        self.knowledge = knowledge
+        self.at = at
+        self.live = live
+        self.match = match
+        self.vulns = FleetMatcher(knowledge)
+        self.patched = {
+            (r["host"], r["package"], r["version"]): r["installed_at"] for r in installed
+        }
+        self.open_cves = _OpenCves(knowledge, self.patched)
+        # severity -> update status -> count, counted in the order hosts and updates come
+        self.by_severity: dict[str, Counter[str]] = {s.value: Counter() for s in Severity}
+        self._rated: dict[tuple[int, int], _Rated] = {}
+        self._rows: dict[tuple[int, datetime, int], tuple[_Rated, Outstanding]] = {}
+        self._holding: dict[str, tuple[PolicyException, ...]] = {}  # package → exceptions
+
+    def host(
+        self, host: Host, finding: Finding | None, whole: PolicyException | None
+    ) -> HostCompliance:
+        _, tier = criticality_of(host, self.policy, self.match)
+        env = str(host.var("env") or "-")
+        if finding is None or not finding.reachable:
+            note = "never assessed" if finding is None else f"unreachable: {finding.message}"
+            return HostCompliance(
+                host.name, tier, env, host.groups, "unknown",
+                finding.assessed_at if finding else None, note, (),
+            )  # fmt: skip
+        matched = self.vulns.match(finding)
+        fixes = matched.fixes_by_update if matched is not None else {}
+        outstanding = []
+        for update in finding.updates:
+            done = self.patched.get((host.name, update.package, update.candidate))
+            if done is not None and done >= finding.assessed_at:
+                continue  # a run installed it after this assessment: no longer outstanding
+            rated = self._rate(update, fixes.get(update.package.split(":", 1)[0], ()))
+            held = whole or self._held(host, update.package)
+            row = self._outstanding(rated, update.first_seen or finding.assessed_at, held)
+            self.by_severity[row.severity][row.status] += 1
+            outstanding.append(row)
+        outstanding.sort(key=lambda o: (STATUSES.index(o.status), o.deadline, o.package))
+        status = _worst([o.status for o in outstanding if o.status != "excepted"])
+        return HostCompliance(
+            host.name, tier, env, host.groups, status, finding.assessed_at,
+            _note(whole, matched, finding), tuple(outstanding),
+            self.open_cves.of(matched, finding),
+        )  # fmt: skip
+
+    def _rate(self, update: PendingUpdate, fixes: tuple[str, ...]) -> _Rated:
+        """The update's severity by the rules and the CVEs it fixes (as the planner rates)."""
+        key = (id(update), id(fixes))
+        rated = self._rated.get(key)
+        if rated is not None and rated.update is update and rated.fixes is fixes:
+            return rated
+        facts = [self.knowledge.facts(c) for c in fixes]
+        facts.sort(key=lambda f: (not f.known_exploited, -(_score(f) or -1.0), f.cve))
+        severity = rate(update, is_security(update, self.policy), self.policy, facts).severity
+        published = [f.published for f in facts if f.published is not None]
+        rated = _Rated(
+            update, fixes, severity, tuple(f.cve for f in facts), min(published, default=None)
+        )
+        self._rated[key] = rated
+        return rated
+
+    def _held(self, host: Host, package: str) -> PolicyException | None:
+        """The live exception holding ``package`` back on ``host``, if one does."""
+        holding = self._holding.get(package)
+        if holding is None:  # the exceptions naming the package, whichever hosts they name
+            holding = self._holding[package] = tuple(
+                e for e in self.live if e.packages and globs(package, e.packages)
+            )
+        return package_exception(host, package, holding, self.match) if holding else None
+
+    def _outstanding(
+        self, rated: _Rated, first_seen: datetime, held: PolicyException | None
+    ) -> Outstanding:
+        """The row of one outstanding update (hosts with the same one share it)."""
+        key = (id(rated), first_seen, id(held))
+        found = self._rows.get(key)
+        if found is not None and found[0] is rated:
+            return found[1]
+        first, clock = first_seen, "first seen"
+        if self.policy.reporting.clock == "advisory" and rated.published is not None:
+            first, clock = rated.published, "advisory"
+        deadline, status = _update_status(first, rated.severity, self.policy, self.at)
+        if held is not None:
+            status = "excepted"
+        row = Outstanding(
+            package=rated.update.package,
+            installed=rated.update.installed,
+            candidate=rated.update.candidate,
+            severity=rated.severity.value,
+            first_seen=first,
+            age_days=round((self.at - first).total_seconds() / 86400, 1),
+            deadline=deadline,
+            status=status,
+            exception=_describe(held) if held else "",
+            cves=rated.cves,
+            clock=clock,
+        )
+        self._rows[key] = (rated, row)
+        return row
 
 
 def _note(whole: PolicyException | None, matched: HostMatch | None, finding: Finding) -> str:
@@ -277,38 +351,68 @@ def _score(facts: CveFacts) -> float | None:
     return facts.cvss.base_score if facts.cvss is not None else None
 
 
-def _open_cves(
-    matched: HostMatch | None,
-    knowledge: Knowledge,
-    finding: Finding,
-    patched: Mapping[tuple[str, str, str], datetime],
-) -> tuple[OpenCve, ...]:
-    """One row per CVE (the worst state over the source packages it is in), leaving out a fix
-    pending that a run installed after the assessment, as the updates above leave it out."""
-    if matched is None:
-        return ()
-    candidates = {u.package.split(":", 1)[0]: u.candidate for u in finding.updates}
+class _OpenCves:
+    """Each host's open CVEs: one tuple for all hosts of an image that runs left alone.
 
-    def installed_since(package: str) -> bool:
-        done = patched.get((finding.host, package, candidates.get(package, "")))
-        return done is not None and done >= finding.assessed_at
+    A fleet's hosts share a few dozen matches of thousands of CVEs each; a tuple of rows per
+    host was 50,000 hosts times 2,000 CVEs, more memory than a controller has.
+    """
 
-    worst: dict[str, Vulnerable] = {}
-    for v in matched.vulnerable:
-        if v.exposure is Exposure.FIX_PENDING and any(installed_since(p) for p in v.updates):
-            continue
-        have = worst.get(v.vulnerability)
-        if have is None or _RANK.index(v.exposure) < _RANK.index(have.exposure):
-            worst[v.vulnerability] = v
-    out = []
-    for v in worst.values():
-        facts = knowledge.facts(v.vulnerability)
-        out.append(
-            OpenCve(v.vulnerability, v.exposure.value, v.source, facts.known_exploited,
-                    _score(facts))
-        )  # fmt: skip
-    out.sort(key=lambda c: (not c.kev, -(c.cvss if c.cvss is not None else -1.0), c.cve))
-    return tuple(out)
+    def __init__(
+        self, knowledge: Knowledge, patched: Mapping[tuple[str, str, str], datetime]
+    ) -> None:
+        self._knowledge = knowledge
+        self._patched = patched
+        self._hosts = frozenset(host for host, _, _ in patched)
+        # (id of the match, the fixes pending it leaves out) → (the match, its rows)
+        self._made: dict[tuple[int, frozenset[Vulnerable]], tuple[HostMatch, tuple[OpenCve, ...]]]
+        self._made = {}
+
+    def of(self, matched: HostMatch | None, finding: Finding) -> tuple[OpenCve, ...]:
+        """One row per CVE (the worst state over the source packages it is in), leaving out
+        a fix pending that a run installed after the assessment, as the updates leave it."""
+        if matched is None:
+            return ()
+        done = self._installed_since(matched, finding)
+        key = (id(matched), done)
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = (matched, self._rows(matched, done))
+        return made[1]
+
+    def _installed_since(self, matched: HostMatch, finding: Finding) -> frozenset[Vulnerable]:
+        """The fixes pending on the host that a run installed after its assessment."""
+        if finding.host not in self._hosts:
+            return frozenset()
+        candidates = {u.package.split(":", 1)[0]: u.candidate for u in finding.updates}
+
+        def installed_since(package: str) -> bool:
+            done = self._patched.get((finding.host, package, candidates.get(package, "")))
+            return done is not None and done >= finding.assessed_at
+
+        return frozenset(
+            v
+            for v in matched.vulnerable
+            if v.exposure is Exposure.FIX_PENDING and any(installed_since(p) for p in v.updates)
+        )
+
+    def _rows(self, matched: HostMatch, done: frozenset[Vulnerable]) -> tuple[OpenCve, ...]:
+        worst: dict[str, Vulnerable] = {}
+        for v in matched.vulnerable:
+            if done and v in done:
+                continue
+            have = worst.get(v.vulnerability)
+            if have is None or _RANK.index(v.exposure) < _RANK.index(have.exposure):
+                worst[v.vulnerability] = v
+        out = []
+        for v in worst.values():
+            facts = self._knowledge.facts(v.vulnerability)
+            out.append(
+                OpenCve(v.vulnerability, v.exposure.value, v.source, facts.known_exploited,
+                        _score(facts))
+            )  # fmt: skip
+        out.sort(key=lambda c: (not c.kev, -(c.cvss if c.cvss is not None else -1.0), c.cve))
+        return tuple(out)
 
 
 def _totals(rows: Sequence[HostCompliance]) -> tuple[Total, ...]:
@@ -404,7 +508,13 @@ def _windows(runs: Sequence[Mapping[str, Any]]) -> tuple[WindowStats, ...]:
 
 
 def to_json(report: ComplianceReport) -> str:
-    return json.dumps({"format": FORMAT, **asdict(report)}, indent=2, default=str)
+    return jsondoc.dumps({"format": FORMAT, **jsondoc.fields(report)})
+
+
+def json_pieces(report: ComplianceReport) -> Iterator[str]:
+    """:func:`to_json`'s text in pieces, for writing as it comes: a big fleet's report (every
+    host lists its open CVEs) is more than memory holds whole."""
+    return jsondoc.pieces({"format": FORMAT, **jsondoc.fields(report)})
 
 
 def to_csv(report: ComplianceReport) -> str:
