@@ -215,6 +215,9 @@ class AdvisoryFeed:
     feed: Feed
     advisories: tuple[Advisory, ...]
     fixes: tuple[PackageFix, ...]
+    # every release the feed speaks of, when ``fixes`` holds only some of its vulnerabilities
+    # (an audit reads those it asks about); None: the releases of ``fixes``
+    covered: frozenset[Release] | None = None
 
     @cached_property
     def _by_package(self) -> dict[tuple[Release, str], tuple[PackageFix, ...]]:
@@ -241,6 +244,8 @@ class AdvisoryFeed:
 
     @cached_property
     def _releases(self) -> frozenset[Release]:
+        if self.covered is not None:
+            return self.covered
         return frozenset(release for release, _ in self._by_package)
 
     def advisories_for(self, cve: str) -> tuple[Advisory, ...]:

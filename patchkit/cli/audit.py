@@ -114,7 +114,10 @@ def _audit(
     with err_console.status("reading the ledger…"):
         names = [h.name for h in governed]
         found = ledger.latest_findings(names)
-        knowledge = ledger.advisories(host_releases(found.values()))
+        # named CVEs only: what the feeds say of the others is not read (with --kev, which
+        # CVEs are asked about comes from the fixes, so they are read whole)
+        asked = None if kev else wanted
+        knowledge = ledger.advisories(host_releases(found.values()), asked)
     if knowledge.empty:
         raise PlanningError(
             f"no advisories imported in {ledger.url}",

@@ -42,6 +42,7 @@ from patchkit.ledger.feed_rows import (
     FeedValue,
     Progress,
     advisories_of,
+    covered_releases,
     epss_of,
     fixes_of,
     kev_of,
@@ -177,13 +178,22 @@ class AdvisoryRecords(LedgerBase):
         with self._tx("cannot read") as conn:
             return _stored_feeds(conn)
 
-    def advisories(self, releases: Collection[Release] | None = None) -> Knowledge:
+    def advisories(
+        self,
+        releases: Collection[Release] | None = None,
+        vulnerabilities: Collection[str] | None = None,
+    ) -> Knowledge:
         """What the current feeds say, as the readers made it (see the module's docstring).
 
         With ``releases``, only the fixes of those releases are read (the planner passes the
-        releases its hosts run, by codename and by number); the advisories (descriptions,
-        CVSS), KEV and EPSS are always whole.
+        releases its hosts run, by codename and by number), and EPSS scores only for the CVEs
+        the advisories, those fixes and the KEV catalog name (a 250,000-row EPSS file scores
+        every CVE ever published; nothing asks about the others). With ``vulnerabilities``
+        (an audit of named CVEs), only what is said of those: their advisories, their fixes,
+        their EPSS scores; each feed still knows every release it covers. The KEV catalog is
+        always whole.
         """
+        only = frozenset(vulnerabilities) if vulnerabilities is not None else None
         with self._tx("cannot read") as conn, bulk():
             current = sorted(
                 (s for s in _stored_feeds(conn) if s.current),
@@ -191,17 +201,27 @@ class AdvisoryRecords(LedgerBase):
             )
             feeds: list[AdvisoryFeed] = []
             kev: KevCatalog | None = None
-            epss: EpssScores | None = None
+            epss_feed: StoredFeed | None = None
             for stored in current:
                 kind = stored.feed.kind
                 if kind is FeedKind.KEV:
                     kev = kev_of(conn, stored.id, stored.feed)
                 elif kind is FeedKind.EPSS:
-                    epss = epss_of(conn, stored.id, stored.feed)
+                    epss_feed = stored  # read last: which CVEs matter is known then
                 else:
-                    advisories = advisories_of(conn, stored.id)
-                    fixes = fixes_of(conn, stored.id, releases)
-                    feeds.append(AdvisoryFeed(stored.feed, advisories, fixes))
+                    advisories = advisories_of(conn, stored.id, only)
+                    fixes = fixes_of(conn, stored.id, releases, only)
+                    covered = covered_releases(conn, stored.id) if only is not None else None
+                    feeds.append(AdvisoryFeed(stored.feed, advisories, fixes, covered))
+            epss: EpssScores | None = None
+            if epss_feed is not None:
+                named: Collection[str] | None = only
+                if named is None and releases is not None:
+                    named = {x.vulnerability for feed in feeds for x in feed.fixes}
+                    named.update(c for feed in feeds for a in feed.advisories for c in a.cves)
+                    if kev is not None:
+                        named.update(e.cve for e in kev.entries)
+                epss = epss_of(conn, epss_feed.id, epss_feed.feed, named)
         return Knowledge(feeds=tuple(feeds), kev=kev, epss=epss)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, or_, select
+from sqlalchemy import Connection, Select, Table, and_, or_, select
 
 from patchkit.advisories.types import (
     Advisory,
@@ -39,6 +39,7 @@ Progress = Callable[[int, int], None]  # (rows stored, rows in the feed)
 
 _CHUNK = 5_000  # rows per executemany: a few MB of parameters at most
 _RELEASES_PER_QUERY = 100  # releases per OR in one query, far inside SQLite's expression depth
+_NAMED_IN_QUERY = 500  # CVEs named in one IN (...): far inside SQLite's bound-parameter limit
 _DISTROS = {d.value: d for d in Distro}
 _STATUSES = {s.value: s for s in FixStatus}
 _URGENCIES = {u.value: u for u in Urgency}
@@ -206,7 +207,10 @@ def _listed(text: str) -> tuple[Any, ...]:
     return () if text == "[]" else tuple(json.loads(text))
 
 
-def advisories_of(conn: Connection, feed_id: int) -> tuple[Advisory, ...]:
+def advisories_of(
+    conn: Connection, feed_id: int, only: Collection[str] | None = None
+) -> tuple[Advisory, ...]:
+    """The feed's advisories in their order; with ``only``, those naming one of these CVEs."""
     c = t.advisory_cvss
     vectors: dict[int, list[Cvss]] = {}
     query = select(c.c.record_seq, c.c.version, c.c.vector, c.c.base_score)
@@ -220,6 +224,9 @@ def advisories_of(conn: Connection, feed_id: int) -> tuple[Advisory, ...]:
     ).where(a.c.feed_id == feed_id)  # fmt: skip
     scopes = {s.value: s for s in Scope}
     rows: Iterable[tuple[Any, ...]] = conn.execute(query.order_by(a.c.seq))
+    if only is not None:
+        named = frozenset(only)
+        rows = (row for row in rows if not named.isdisjoint(_listed(row[2])))
     return tuple(
         Advisory(
             ident,
@@ -257,54 +264,85 @@ class _FixMaker:
             made = self.notes[text] = _notes_of(text)
         return made
 
-    def fixes(self, rows: Iterable[tuple[Any, ...]]) -> tuple[PackageFix, ...]:
-        release = self.release
-        note = self.note
-        return tuple(
-            PackageFix(
-                vulnerability,
-                sys.intern(package),
-                release(distro, name, variant),
-                _STATUSES[status],
-                fixed,
-                introduced,
-                _URGENCIES[urgency] if urgency is not None else None,
-                by_nvd,
-                advisory,
-                note(notes),
-            )
-            for _, vulnerability, package, distro, name, variant, status, fixed, introduced,
-            urgency, by_nvd, advisory, notes in rows
-        )  # fmt: skip
+    def fix(self, row: Sequence[Any]) -> PackageFix:
+        (_, vulnerability, package, distro, name, variant, status, fixed, introduced, urgency,
+         by_nvd, advisory, notes) = row  # fmt: skip
+        return PackageFix(
+            vulnerability,
+            sys.intern(package),
+            self.release(distro, name, variant),
+            _STATUSES[status],
+            fixed,
+            introduced,
+            _URGENCIES[urgency] if urgency is not None else None,
+            by_nvd,
+            advisory,
+            self.note(notes),
+        )
+
+    def fixes(self, rows: Iterable[Sequence[Any]]) -> tuple[PackageFix, ...]:
+        fix = self.fix
+        return tuple(fix(row) for row in rows)
+
+    def numbered(self, rows: Iterable[Sequence[Any]]) -> list[tuple[int, PackageFix]]:
+        """(seq, fix) of each row: to put the fixes of several queries in the feed's order."""
+        fix = self.fix
+        return [(int(row[0]), fix(row)) for row in rows]
 
 
 def fixes_of(
-    conn: Connection, feed_id: int, releases: Collection[Release] | None
+    conn: Connection,
+    feed_id: int,
+    releases: Collection[Release] | None,
+    only: Collection[str] | None = None,
 ) -> tuple[PackageFix, ...]:
+    """The feed's fixes in their order: of ``releases`` only, when given, and of the
+    vulnerabilities ``only`` names, when given. Rows become values as they are read."""
     f = t.advisory_fixes
     query = select(
         f.c.seq, f.c.vulnerability, f.c.package, f.c.distro, f.c.release, f.c.variant,
         f.c.status, f.c.fixed_version, f.c.introduced, f.c.urgency, f.c.urgency_by_nvd,
         f.c.advisory, f.c.notes,
     ).where(f.c.feed_id == feed_id)  # fmt: skip
-    rows: list[tuple[Any, ...]]
+    named = frozenset(only) if only is not None else None
+    if named is not None and len(named) <= _NAMED_IN_QUERY:
+        query = query.where(f.c.vulnerability.in_(sorted(named)))
+        named = None  # the database chose them
+
+    def read(query: Select[Any]) -> Iterable[Sequence[Any]]:
+        rows: Iterable[Sequence[Any]] = conn.execute(query.order_by(f.c.seq))
+        return rows if named is None else (row for row in rows if row[1] in named)
+
+    make = _FixMaker()
     if releases is None:
-        rows = list(conn.execute(query.order_by(f.c.seq)))
-    else:
-        wanted = sorted(set(releases))
-        rows = []
-        for start in range(0, len(wanted), _RELEASES_PER_QUERY):
-            part = wanted[start : start + _RELEASES_PER_QUERY]
-            where = or_(
-                *(
-                    and_(f.c.distro == r.distro.value, f.c.release == r.name)
-                    & (f.c.variant == r.variant)
-                    for r in part
-                )
+        return make.fixes(read(query))
+    wanted = sorted(set(releases))
+    parts = []
+    for start in range(0, len(wanted), _RELEASES_PER_QUERY):
+        part = wanted[start : start + _RELEASES_PER_QUERY]
+        where = or_(
+            *(
+                and_(f.c.distro == r.distro.value, f.c.release == r.name)
+                & (f.c.variant == r.variant)
+                for r in part
             )
-            rows.extend(conn.execute(query.where(where)))
-        rows.sort(key=lambda row: int(row[0]))
-    return _FixMaker().fixes(rows)
+        )
+        parts.append(make.numbered(read(query.where(where))))
+    if len(parts) == 1:
+        return tuple(fix for _, fix in parts[0])
+    return tuple(fix for _, fix in sorted((p for part in parts for p in part), key=_first))
+
+
+def _first(pair: tuple[int, PackageFix]) -> int:
+    return pair[0]
+
+
+def covered_releases(conn: Connection, feed_id: int) -> frozenset[Release]:
+    """Every release the feed has fixes for (read from its release index)."""
+    f = t.advisory_fixes
+    query = select(f.c.distro, f.c.release, f.c.variant).where(f.c.feed_id == feed_id).distinct()
+    make = _FixMaker()
+    return frozenset(make.release(d, r, v) for d, r, v in conn.execute(query))
 
 
 def kev_of(conn: Connection, feed_id: int, feed: Feed) -> KevCatalog:
@@ -330,12 +368,20 @@ def kev_of(conn: Connection, feed_id: int, feed: Feed) -> KevCatalog:
     return KevCatalog(feed=feed, title=title or "", entries=entries)
 
 
-def epss_of(conn: Connection, feed_id: int, feed: Feed) -> EpssScores:
+def epss_of(
+    conn: Connection, feed_id: int, feed: Feed, cves: Collection[str] | None = None
+) -> EpssScores:
+    """The feed's scores in their order; with ``cves``, only theirs (a few asked for by name
+    are selected by the database; a set of thousands filters the rows as they are read)."""
     e = t.epss_scores
     day = feed.date
     query = select(e.c.cve, e.c.epss, e.c.percentile).where(e.c.feed_id == feed_id)
-    scores = tuple(
-        EpssScore(cve, epss, percentile, day)
-        for cve, epss, percentile in conn.execute(query.order_by(e.c.seq))
-    )
+    if cves is not None and len(cves) <= _NAMED_IN_QUERY:
+        query = query.where(e.c.cve.in_(sorted(cves)))
+        cves = None
+    rows: Iterable[Sequence[Any]] = conn.execute(query.order_by(e.c.seq))
+    if cves is not None:
+        keep = frozenset(cves)
+        rows = (row for row in rows if row[0] in keep)
+    scores = tuple(EpssScore(cve, epss, percentile, day) for cve, epss, percentile in rows)
     return EpssScores(feed=feed, model_version=feed.version, scores=scores)

@@ -288,6 +288,11 @@ class PlanningRecords(LedgerBase):
             )
 
 
+def _by_package(update: PendingUpdate) -> tuple[str, str, str]:
+    """A host's updates in a fixed order, whatever order the database gave their rows in."""
+    return (update.package, update.candidate, update.origin)
+
+
 class _Interned:
     """One object per distinct value read: a fleet's hosts repeat the same few hundred pending
     updates, times and release names, and 50,000 copies of each would be most of the memory."""
@@ -313,7 +318,7 @@ class _Interned:
         key = tuple(map(id, updates))  # interned: the same update is the same object
         made = self.lists.get(key)
         if made is None:
-            made = self.lists[key] = tuple(sorted(updates, key=lambda u: u.package))
+            made = self.lists[key] = tuple(sorted(updates, key=_by_package))
         return made
 
     def update(self, raw: tuple[Any, ...]) -> PendingUpdate:
@@ -336,11 +341,15 @@ def _findings_of(conn: Connection, rows: Sequence[Any]) -> list[Finding]:
     pending: dict[int, list[PendingUpdate]] = {}
     ids = [r.id for r in rows]
     columns = select(pu.c.finding_id, pu.c.package, pu.c.installed, pu.c.candidate, pu.c.origin)
-    columns = columns.add_columns(pu.c.first_seen).order_by(pu.c.id)
+    # in no order: ``pending`` sorts each host's updates by package (one row per package)
+    columns = columns.add_columns(pu.c.first_seen)
+    made, update = one.updates, one.update
     for chunk in range(0, len(ids), 500):
         part = ids[chunk : chunk + 500]
-        for finding_id, *raw in conn.execute(columns.where(pu.c.finding_id.in_(part))):
-            pending.setdefault(finding_id, []).append(one.update(tuple(raw)))
+        for row in conn.execute(columns.where(pu.c.finding_id.in_(part))):
+            raw = tuple(row[1:])
+            found = made.get(raw)  # most rows are an update met before
+            pending.setdefault(row[0], []).append(found if found is not None else update(raw))
     sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
     return [
         Finding(

@@ -4,6 +4,7 @@ readers made them, which import is current, the releases filter, and schema 5 â†
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -289,6 +290,68 @@ def test_many_releases_are_asked_for_in_parts(
     names = ("sid", "bookworm", "trixie", "bullseye")
     (got,) = ledger.advisories([Release(Distro.DEBIAN, n) for n in names]).feeds
     assert got.fixes == whole.fixes  # in the feed's order, however many queries made it
+
+
+def epss_of_three(path: Path) -> Path:
+    """An EPSS file scoring the tracker's CVE, another CVE no fixture names, and a third."""
+    text = (
+        "#model_version:v2025.03.14,score_date:2026-11-30T00:00:00+0000\n"
+        "cve,epss,percentile\n"
+        "CVE-2099-0007,0.5,0.9\n"
+        "CVE-2024-0001,0.94334,0.99912\n"
+        "CVE-2099-0008,0.1,0.2\n"
+    )
+    path.write_bytes(gzip.compress(text.encode()))
+    return path
+
+
+def test_with_releases_epss_is_read_for_the_cves_the_feeds_name(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    ledger.import_feed(read_tracker(tracker_file(tmp_path)), AT, "alice")
+    scores = read_epss(epss_of_three(tmp_path / "epss_scores-2026-11-30.csv.gz"))
+    ledger.import_feed(scores, AT, "alice")
+    ledger.import_feed(
+        read_kev(write_json(tmp_path / "kev.json", kev(kev_entry("CVE-2099-0008")))), AT, "alice"
+    )
+    assert ledger.advisories().epss == scores  # whole when nothing narrows the read
+    narrowed = ledger.advisories({BOOKWORM}).epss
+    assert narrowed is not None and narrowed.feed == scores.feed
+    # CVE-2099-0007 is named by no advisory, no fix and no KEV entry: nothing can ask of it
+    assert [s.cve for s in narrowed.scores] == ["CVE-2024-0001", "CVE-2099-0008"]
+    assert narrowed.score("CVE-2024-0001") == scores.score("CVE-2024-0001")
+
+
+@pytest.mark.parametrize("in_query", [500, 0], ids=["named-in-sql", "filtered-as-read"])
+def test_an_audit_reads_only_what_is_said_of_the_cves_it_names(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_query: int
+) -> None:
+    monkeypatch.setattr(feed_rows, "_NAMED_IN_QUERY", in_query)
+    whole_tracker = read_tracker(tracker_file(tmp_path))
+    whole_osv = read_osv(osv_zip(tmp_path / "all.zip", debian_record(), ubuntu_notice()))
+    scores = read_epss(epss_of_three(tmp_path / "epss_scores-2026-11-30.csv.gz"))
+    catalog = read_kev(write_json(tmp_path / "kev.json", kev(kev_entry("CVE-2099-0008"))))
+    for value in (whole_tracker, whole_osv, scores, catalog):
+        ledger.import_feed(value, AT, "alice")
+    asked = {"CVE-2024-0001"}
+    got = ledger.advisories(None, asked)
+    for have, whole in zip(got.feeds, (whole_tracker, whole_osv), strict=True):
+        assert have.fixes == tuple(f for f in whole.fixes if f.vulnerability in asked)
+        assert have.advisories == tuple(a for a in whole.advisories if asked & set(a.cves))
+        # what the feed covers is still every release it speaks of: a host of a release
+        # with no fix for the CVE is judged not affected, not "no feed covers its release"
+        assert have.releases() == whole.releases()
+    assert got.feeds[0].fixes and got.feeds[1].advisories  # the fixture does name it
+    assert got.epss is not None and [s.cve for s in got.epss.scores] == ["CVE-2024-0001"]
+    assert got.kev == catalog  # small, always whole
+    assert got.facts("CVE-2024-0001") == ledger.advisories().facts("CVE-2024-0001")
+    with_releases = ledger.advisories({BOOKWORM}, asked)
+    assert with_releases.feeds[0].fixes == tuple(
+        f for f in whole_tracker.fixes if f.vulnerability in asked and f.release == BOOKWORM
+    )
+    none = ledger.advisories(None, {"CVE-1999-0001"})
+    assert all(not f.fixes and not f.advisories for f in none.feeds)
+    assert none.epss is not None and none.epss.scores == ()
 
 
 # ---------------------------------------------------------------- schema 5 â†’ 6
