@@ -47,12 +47,15 @@ class Measured:
     peak_mb: float  # ru_maxrss from wait4: the largest of the process and the children it reaped
     tree_mb: float  # the highest sum of RSS over the process and its live descendants (sampled)
     returncode: int
+    # the process's own high-water mark (VmHWM, sampled: growth in its last 50 ms is missed),
+    # without the children it forks (patchkit reads an inventory in one)
+    own_mb: float = 0.0
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(pid: int, field: str = "VmRSS") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except (OSError, ValueError):
         pass
@@ -93,9 +96,12 @@ def measure(
         )
         done = threading.Event()
 
+        own = [0]
+
         def sample() -> None:
             while not done.wait(0.05):
                 peak[0] = max(peak[0], sum(_rss_kb(p) for p in _descendants(child.pid)))
+                own[0] = max(own[0], _rss_kb(child.pid, "VmHWM"))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -108,7 +114,9 @@ def measure(
             errors.seek(0)
             text = errors.read().decode(errors="replace")[-2000:]
             sys.exit(f"{' '.join(argv)} failed ({child.returncode}): {text}")
-    return Measured(seconds, usage.ru_maxrss / 1024, peak[0] / 1024, child.returncode)
+    return Measured(
+        seconds, usage.ru_maxrss / 1024, peak[0] / 1024, child.returncode, own[0] / 1024
+    )
 
 
 def spread(values: Sequence[float], unit: str = "s", digits: int = 2) -> str:

@@ -508,7 +508,7 @@ def run_commands(
             found.setdefault(name, []).append(done)
             print(
                 f"  {name:<44} {done.seconds:8.2f} s  {done.peak_mb:7.0f} MB peak "
-                f"({done.tree_mb:.0f} MB process tree)"
+                f"({done.own_mb:.0f} MB its own, {done.tree_mb:.0f} MB process tree)"
             )
     return found
 
@@ -609,13 +609,17 @@ def summary(found: dict[str, list[Measured]]) -> None:
         seconds = spread([m.seconds for m in runs])
         peak = spread([m.peak_mb for m in runs], "MB", 0)
         tree = spread([m.tree_mb for m in runs], "MB", 0)
-        print(f"  {name:<44} {seconds:<24} peak {peak:<20} process tree {tree}")
+        own = spread([m.own_mb for m in runs], "MB", 0)
+        print(f"  {name:<44} {seconds:<24} peak {peak:<20} own {own:<20} process tree {tree}")
     cold = found["patchkit plan, inventory cache off"]
     for label, runs in (("plan, cache off", cold), ("plan, inventory cached", plan)):
         ratios = [p.seconds / i.seconds for p, i in zip(runs, inventory, strict=True)]
         print(f"  {label + ' / ansible-inventory':<44} {spread(ratios, 'x')} (budget 1.2 x)")
         peaks = spread([m.peak_mb for m in runs], "MB", 0)
         print(f"  {label + ', peak RSS':<44} {peaks} (budget 400 MB)")
+        own = spread([m.own_mb for m in runs], "MB", 0)
+        tree = spread([m.tree_mb for m in runs], "MB", 0)
+        print(f"  {'':<44} the controller alone {own}, with its inventory child {tree}")
     print(f"  {'audit, the whole command':<44} {spread([m.seconds for m in audit])} (target < 5 s)")
 
 

@@ -8,8 +8,8 @@ values severity rules test and previews show.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 
@@ -21,6 +21,7 @@ from patchkit.advisories.types import (
     Feed,
     KevCatalog,
     KevEntry,
+    Release,
     Urgency,
 )
 
@@ -73,6 +74,20 @@ class Knowledge:
     @property
     def empty(self) -> bool:
         return not self.feeds and self.kev is None and self.epss is None
+
+    def of_releases(self, releases: Collection[Release]) -> Knowledge:
+        """This knowledge with only the fixes of ``releases`` (what ``Ledger.advisories``
+        reads for them); each feed still covers every release it speaks of."""
+        wanted = frozenset(releases)
+        feeds = tuple(
+            replace(
+                feed,
+                fixes=tuple(f for f in feed.fixes if f.release in wanted),
+                covered=feed.releases(),
+            )
+            for feed in self.feeds
+        )
+        return Knowledge(feeds=feeds, kev=self.kev, epss=self.epss)  # facts made anew
 
     def sources(self) -> tuple[Feed, ...]:
         """The feeds this knowledge was made from, in the order: tracker/OSV, KEV, EPSS."""

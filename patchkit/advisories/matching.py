@@ -192,6 +192,37 @@ def _tracked_as(package: Installed) -> tuple[str, str]:
     return package.source, package.source_version
 
 
+class _Built(Protocol):
+    """What ``updates_reaching`` reads of an installed binary (InstalledPackage)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def arch(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+
+def updates_reaching(
+    sources: Collection[str], package_sets: Iterable[Iterable[_Built]]
+) -> frozenset[str]:
+    """The package names a pending update of one of ``sources`` may carry on hosts with these
+    package sets, as :meth:`Matcher.match` files updates under sources: each installed binary
+    built from one of them (a signed kernel's under ``linux``), and the source names
+    themselves (an update of a binary not installed is filed under its own name); each plain
+    and qualified with every architecture the sets hold (``libc6:i386``)."""
+    wanted = frozenset(sources)
+    names = set(wanted)
+    archs: set[str] = set()
+    for packages in package_sets:
+        for package in packages:
+            archs.add(package.arch)
+            source = "linux" if _SIGNED_KERNEL.match(package.source) else package.source
+            if source in wanted:
+                names.add(package.name.split(":", 1)[0])
+    return frozenset(names | {f"{name}:{arch}" for name in names for arch in archs})
+
+
 class _Versions:
     """Debian versions read and compared once each: python-debian does it in pure Python, and a
     fleet's hosts repeat the same few thousand versions against the same fixed versions."""

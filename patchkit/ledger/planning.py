@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from patchkit.ledger import plan_bodies
 from patchkit.ledger import schema as t
 from patchkit.ledger.base import LedgerBase, audit, aware, new_id, utc
 from patchkit.ledger.software import load_sets, store_sets
-from patchkit.model import Approval, Finding, PendingUpdate
+from patchkit.model import Approval, Finding, PackageSet, PendingUpdate
 from patchkit.planning import codec
 
 
@@ -106,9 +106,16 @@ class PlanningRecords(LedgerBase):
         )
         return {(p, c): aware(first) for p, c, first in conn.execute(query)}
 
-    def latest_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
+    def latest_findings(
+        self, hosts: Collection[str] | None = None, updates: UpdatesWanted | None = None
+    ) -> dict[str, Finding]:
         """The newest finding per host (only for ``hosts`` when given); hosts with the same
-        packages share one PackageSet object, hosts with the same pending updates one tuple."""
+        packages share one PackageSet object, hosts with the same pending updates one tuple.
+
+        ``updates``: given the package sets of those findings, the package names whose
+        pending updates to read (an audit of a few CVEs needs only those of their packages;
+        a fleet's findings hold half a million update rows); Finding.updates then holds only
+        those. It may answer None: all of them."""
         latest = (
             select(t.findings.c.host, func.max(t.findings.c.id).label("fid"))
             .group_by(t.findings.c.host)
@@ -118,7 +125,7 @@ class PlanningRecords(LedgerBase):
         wanted = set(hosts) if hosts is not None else None
         with self._tx("cannot read") as conn:
             rows = [r for r in conn.execute(query) if wanted is None or r.host in wanted]
-            return {f.host: f for f in _findings_of(conn, rows)}
+            return {f.host: f for f in _findings_of(conn, rows, updates)}
 
     def latest_reachable_findings(self, hosts: Collection[str] | None = None) -> dict[str, Finding]:
         """The newest finding per host that reached the host (only for ``hosts`` when given).
@@ -288,6 +295,12 @@ class PlanningRecords(LedgerBase):
             )
 
 
+# given the package sets of the findings read, the packages whose pending updates to read (None:
+# all of them); at most NAMES_READ names (one query names them all with the findings' ids)
+UpdatesWanted = Callable[[Iterable[PackageSet]], Collection[str] | None]
+NAMES_READ = 400
+
+
 def _by_package(update: PendingUpdate) -> tuple[str, str, str]:
     """A host's updates in a fixed order, whatever order the database gave their rows in."""
     return (update.package, update.candidate, update.origin)
@@ -331,18 +344,27 @@ class _Interned:
         return made
 
 
-def _findings_of(conn: Connection, rows: Sequence[Any]) -> list[Finding]:
-    """The findings of these ``findings`` rows, with their pending updates and package sets."""
+def _findings_of(
+    conn: Connection, rows: Sequence[Any], updates: UpdatesWanted | None = None
+) -> list[Finding]:
+    """The findings of these ``findings`` rows, with their pending updates (those of the
+    packages ``updates`` names, when it names some) and package sets."""
     pu = t.pending_updates
     one = _Interned()
     text = one.text
+    sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
+    names = updates(sets.values()) if updates is not None else None
+    if names is not None and len(names) > NAMES_READ:
+        names = None  # too many to name in one query beside the ids: all are read
     # each row becomes its interned update as it is read: a fleet's half a million rows are a
     # few hundred distinct updates, and holding the rows first doubled the memory of a plan
     pending: dict[int, list[PendingUpdate]] = {}
     ids = [r.id for r in rows]
+    # in no order: ``pending`` sorts each host's updates by package
     columns = select(pu.c.finding_id, pu.c.package, pu.c.installed, pu.c.candidate, pu.c.origin)
-    # in no order: ``pending`` sorts each host's updates by package (one row per package)
     columns = columns.add_columns(pu.c.first_seen)
+    if names is not None:
+        columns = columns.where(pu.c.package.in_(sorted(names)))
     made, update = one.updates, one.update
     for chunk in range(0, len(ids), 500):
         part = ids[chunk : chunk + 500]
@@ -350,7 +372,6 @@ def _findings_of(conn: Connection, rows: Sequence[Any]) -> list[Finding]:
             raw = tuple(row[1:])
             found = made.get(raw)  # most rows are an update met before
             pending.setdefault(row[0], []).append(found if found is not None else update(raw))
-    sets = load_sets(conn, (r.package_set for r in rows if r.package_set is not None))
     return [
         Finding(
             host=r.host,

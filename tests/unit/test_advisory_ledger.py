@@ -349,6 +349,11 @@ def test_an_audit_reads_only_what_is_said_of_the_cves_it_names(
     assert with_releases.feeds[0].fixes == tuple(
         f for f in whole_tracker.fixes if f.vulnerability in asked and f.release == BOOKWORM
     )
+    # the audit reads them for every release first, then keeps its hosts' releases
+    kept = got.of_releases({BOOKWORM})
+    assert [f.fixes for f in kept.feeds] == [f.fixes for f in with_releases.feeds]
+    assert [f.releases() for f in kept.feeds] == [f.releases() for f in got.feeds]
+    assert kept.facts("CVE-2024-0001") == with_releases.facts("CVE-2024-0001")
     none = ledger.advisories(None, {"CVE-1999-0001"})
     assert all(not f.fixes and not f.advisories for f in none.feeds)
     assert none.epss is not None and none.epss.scores == ()

@@ -18,7 +18,13 @@ from patchkit.advisories import (
     Release,
     Urgency,
 )
-from patchkit.advisories.matching import Exposure, match_host, release_keys, source_version_of
+from patchkit.advisories.matching import (
+    Exposure,
+    match_host,
+    release_keys,
+    source_version_of,
+    updates_reaching,
+)
 
 BOOKWORM = Release(Distro.DEBIAN, "bookworm")
 TWELVE = Release(Distro.DEBIAN, "12")
@@ -203,3 +209,27 @@ def test_a_release_no_feed_speaks_of_is_not_covered() -> None:
     assert not match_host(jammy, host, [], [debian]).covered
     assert not match_host(release_keys("Devuan", "daedalus", "5"), host, [], [debian]).covered
     assert match_host([BOOKWORM], host, [], [debian]).covered
+
+
+@dataclass(frozen=True)
+class Built:
+    name: str
+    arch: str
+    source: str
+
+
+def test_the_updates_that_can_reach_a_source_are_named_as_match_files_them() -> None:
+    image = [
+        Built("libssl3", "amd64", "openssl"),
+        Built("openssl", "amd64", "openssl"),
+        Built("libc6", "i386", "glibc"),  # a foreign architecture: its updates carry ':i386'
+        Built("linux-image-amd64", "amd64", "linux-signed-amd64"),  # filed under linux
+        Built("vim", "amd64", "vim"),
+    ]
+    names = updates_reaching({"openssl", "linux", "newsrc"}, [image, [Built("x", "all", "x")]])
+    plain = {"libssl3", "openssl", "linux-image-amd64", "linux", "newsrc"}
+    # the source names themselves: an update of a binary not installed is filed under its name
+    assert plain <= names
+    assert {"libssl3:i386", "openssl:amd64", "linux-image-amd64:all"} <= names
+    assert not {n.split(":", 1)[0] for n in names} & {"vim", "libc6", "x"}
+    assert updates_reaching(set(), [image]) == frozenset()

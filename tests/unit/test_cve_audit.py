@@ -11,6 +11,7 @@ import json
 from datetime import timedelta
 
 from patchkit.advisories.knowledge import Knowledge
+from patchkit.advisories.matching import updates_reaching
 from patchkit.advisories.types import FixStatus, PackageFix
 from patchkit.model import Finding, InstalledPackage, PackageSet
 from patchkit.reports import audit
@@ -191,3 +192,25 @@ def test_text_lists_the_hosts_to_act_on_and_counts_the_rest() -> None:
     text = plain_text(audit.to_text(made(KEV_CVE)), width=200)
     assert "hosts affected or unknown; 1 not affected, counted above" in text
     assert "web3" not in text  # the one not affected
+
+
+def test_reading_only_the_updates_of_the_cves_packages_changes_no_answer() -> None:
+    # what the audit command does at fleet scale (only the pending updates that can reach the
+    # CVEs' source packages are read, see updates_reaching): every state and detail the same
+    full = {
+        **FINDINGS,
+        "web2": finding("web2", ("libdemo1", "1.0", "1.1"), ("vim", "2:9.0-1", "2:9.0-2")),
+        "web1": finding("web1", ("demo-tool", "1.0", "2.0"), ("unrelated", "1", "2")),
+    }
+    data = knowledge()
+    for cves in ([KEV_CVE], [OPEN_CVE], [TOOL_CVE], [KEV_CVE, TOOL_CVE]):
+        touched = {f.package for feed in data.feeds for f in feed.fixes if f.vulnerability in cves}
+        sets = [f.software.packages for f in full.values() if f.software is not None]
+        names = updates_reaching(touched, sets)
+        narrowed = {
+            name: dataclasses.replace(f, updates=tuple(u for u in f.updates if u.package in names))
+            for name, f in full.items()
+        }
+        assert narrowed != full  # something was left out
+        whole = audit.build(policy(RULES), FLEET, full, data, cves, AT)
+        assert audit.build(policy(RULES), FLEET, narrowed, data, cves, AT) == whole

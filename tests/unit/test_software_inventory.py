@@ -15,8 +15,10 @@ The data files are dpkg-query's own output of the assess playbook's format, capt
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sqlite3
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from patchkit.assess import (
 from patchkit.errors import FindingsError, LedgerError
 from patchkit.execution.runner import TaskResult
 from patchkit.ledger import Ledger
+from patchkit.ledger import planning as planning_ledger
 from patchkit.ledger import schema as t
 from patchkit.model import Finding, InstalledPackage, PackageSet, PendingUpdate
 from patchkit.planning.codec import canonical, jsonable
@@ -476,3 +479,34 @@ def test_a_version_4_ledger_is_migrated_and_keeps_its_findings(tmp_path: Path) -
     ledger.record_assessment(assessment(AT, 1, [IMAGE_A]), source="inv", started=AT)
     assert ledger.latest_software()["host0"].software == IMAGE_A
     assert ledger.latest_findings()["web1"].updates[0].first_seen is not None
+
+
+def test_only_the_pending_updates_of_the_packages_asked_for_are_read(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    images = [image(1), image(2)]
+    pending = (
+        PendingUpdate("libssl3", "3.0.1", "3.0.2", "Debian-Security:12/stable-security"),
+        PendingUpdate("libssl3:i386", "3.0.1", "3.0.2", "Debian-Security:12/stable-security"),
+        PendingUpdate("vim", "2:9.0-1", "2:9.0-2", "Debian:12/stable"),
+    )
+    fleet = [
+        dataclasses.replace(f, updates=pending[: 1 + i % 3])
+        for i, f in enumerate(assessment(AT, 20, images))
+    ]
+    ledger.record_assessment(fleet, source="inv", started=AT)
+    whole = ledger.latest_findings()
+    asked: list[set[str]] = []
+
+    def wanted(sets: Iterable[PackageSet]) -> set[str]:
+        asked.append({s.digest for s in sets})
+        return {"libssl3", "libssl3:i386"}
+
+    some = ledger.latest_findings(None, wanted)
+    assert asked == [{s.digest for s in images}]  # given the sets of the findings read
+    assert any(len(f.updates) == 2 for f in some.values())
+    for name, finding in some.items():
+        assert finding.updates == tuple(u for u in whole[name].updates if u.package != "vim")
+        assert dataclasses.replace(finding, updates=whole[name].updates) == whole[name]
+    assert ledger.latest_findings(None, lambda sets: None) == whole  # None: all of them
+    many = {f"pkg{n}" for n in range(planning_ledger.NAMES_READ)} | {"libssl3"}
+    assert ledger.latest_findings(None, lambda sets: many) == whole  # too many to name: all
