@@ -84,3 +84,14 @@ def write_pieces(path: Path, pieces: Iterable[str], *, option: str = "'-o' / '--
     except OSError as exc:
         why = _WHY.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
         raise click.BadParameter(f"cannot write {path}: {why}", param_hint=option) from None
+
+
+def emit_pieces(pieces: Iterable[str], output: Path | None, *, end: str = "") -> None:
+    """A document that comes in pieces, to ``output`` or (None) to stdout followed by ``end``;
+    never held whole."""
+    if output is not None:
+        write_pieces(output, pieces)
+        return
+    for chunk in chunks(pieces):
+        click.echo(chunk, nl=False)
+    click.echo(end, nl=False)

@@ -17,14 +17,7 @@ from patchkit import alerts
 from patchkit import findings as findings_file
 from patchkit import policy as policy_lib
 from patchkit.advisories.matching import host_releases
-from patchkit.cli.consoles import (
-    chunks,
-    console,
-    err_console,
-    output_option,
-    write_output,
-    write_pieces,
-)
+from patchkit.cli.consoles import console, emit_pieces, err_console, output_option, write_output
 from patchkit.errors import ExitCode, PlanningError, PolicyError
 from patchkit.ledger import Ledger
 from patchkit.model import Finding
@@ -375,14 +368,9 @@ def plan(
         console.print(plan_report.plan_text(made, detail=detail))
         return
     if body is not None and fmt == "json":  # written as it is made, never whole in memory
-        pieces = plan_report.body_json_pieces(body)
-        if output is None:
-            for chunk in chunks(pieces):
-                sys.stdout.write(chunk)
-            sys.stdout.write("\n")  # as click.echo ends the other formats
-            sys.stdout.flush()
-        else:
-            write_pieces(output, pieces)
+        # ended by a newline on stdout, as click.echo ends the other formats
+        emit_pieces(plan_report.body_json_pieces(body), output, end="\n")
+        if output is not None:
             err_console.print(f"plan {made.id} written to {output}")
         return
     renderers: dict[str, Callable[[Plan], str]] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,14 +13,7 @@ import click
 from patchkit import policy as policy_lib
 from patchkit.advisories.files import bulk
 from patchkit.advisories.matching import host_releases
-from patchkit.cli.consoles import (
-    chunks,
-    console,
-    err_console,
-    output_option,
-    write_output,
-    write_pieces,
-)
+from patchkit.cli.consoles import console, emit_pieces, err_console, output_option, write_output
 from patchkit.cli.planning import inventory_option, load_inventory, parse_time, required_policy
 from patchkit.errors import PlanningError
 from patchkit.ledger import Ledger
@@ -224,7 +217,9 @@ def compliance_command(
         if fmt == "text" and output is None:
             console.print(compliance.to_text(made))
         elif fmt == "json":  # written as it is made: for 50,000 hosts it is gigabytes
-            _emit_pieces(compliance.json_pieces(made), output)
+            emit_pieces(compliance.json_pieces(made), output)
+            if output is not None:
+                err_console.print(f"wrote {output}")
         else:
             _emit(
                 COMPLIANCE_FORMATS[fmt](made)
@@ -232,13 +227,3 @@ def compliance_command(
                 else plain_text(compliance.to_text(made), width=160),
                 output,
             )
-
-
-def _emit_pieces(pieces: Iterable[str], output: Path | None) -> None:
-    """``_emit`` of a document that comes in pieces (never held whole)."""
-    if output is None:
-        for chunk in chunks(pieces):
-            click.echo(chunk, nl=False)
-    else:
-        write_pieces(output, pieces)
-        err_console.print(f"wrote {output}")

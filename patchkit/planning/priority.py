@@ -50,6 +50,26 @@ def package_exception(
     return None
 
 
+class PackageExceptions:
+    """``package_exception`` for a fleet: the live exceptions naming each package (whichever
+    hosts they name) are found once, for every host that has it pending (a fleet's hosts
+    repeat a few hundred packages); same answer, in the same order."""
+
+    def __init__(self, exceptions: Sequence[PolicyException], match: Matcher) -> None:
+        self._exceptions = tuple(exceptions)
+        self._match = match
+        self._naming: dict[str, tuple[PolicyException, ...]] = {}
+
+    def holding(self, host: Host, package: str) -> PolicyException | None:
+        """The first live exception holding ``package`` back on ``host``."""
+        naming = self._naming.get(package)
+        if naming is None:
+            naming = self._naming[package] = tuple(
+                e for e in self._exceptions if e.packages and globs(package, e.packages)
+            )
+        return package_exception(host, package, naming, self._match) if naming else None
+
+
 def hold_reason(
     update: PendingUpdate,
     security: bool,

@@ -28,7 +28,7 @@ from patchkit.planning import priority as prio
 from patchkit.planning import scope as scoping
 from patchkit.planning.priority import Matcher
 from patchkit.planning.windows import next_occurrence
-from patchkit.policy.model import Policy, PolicyException
+from patchkit.policy.model import Policy
 from patchkit.reports import jsondoc
 from patchkit.reports.plan import template_environment
 from patchkit.reports.terminal import Fit, FittedTable, shown, visible
@@ -222,7 +222,7 @@ class _Rules:
         self.at = at
         self.by_name = {h.name: h for h in hosts}
         self._reasons: dict[int, tuple[PendingUpdate, str | None]] = {}
-        self._naming: dict[str, tuple[PolicyException, ...]] = {}
+        self.exceptions = prio.PackageExceptions(self.live, match)
 
     def reason(self, update: PendingUpdate) -> str | None:
         """Why the policy's classification keeps ``update`` out on any host, or None."""
@@ -234,15 +234,6 @@ class _Rules:
         reason = prio.hold_reason(update, security, first, self.at, self.policy)
         self._reasons[id(update)] = (update, reason)
         return reason
-
-    def exception(self, host: Host, package: str) -> PolicyException | None:
-        """The live exception holding ``package`` back on ``host``, if one does."""
-        naming = self._naming.get(package)
-        if naming is None:  # the exceptions naming the package, whichever hosts they name
-            naming = self._naming[package] = tuple(
-                e for e in self.live if e.packages and prio.globs(package, e.packages)
-            )
-        return prio.package_exception(host, package, naming, self.match) if naming else None
 
 
 def build(
@@ -404,7 +395,7 @@ def _held(rules: _Rules, name: str, updates: Sequence[PendingUpdate]) -> str | N
     for update in updates:
         reason = rules.reason(update)
         if reason is None:
-            exc = rules.exception(host, update.package)
+            exc = rules.exceptions.holding(host, update.package)
             reason = scoping.describe_exception(exc) if exc is not None else None
         if reason is None:
             return None

@@ -25,10 +25,9 @@ from patchkit.model import Finding, Host, PendingUpdate, Severity
 from patchkit.planning import scope as scoping
 from patchkit.planning.priority import (
     Matcher,
+    PackageExceptions,
     criticality_of,
-    globs,
     is_security,
-    package_exception,
 )
 from patchkit.planning.severity import rate
 from patchkit.policy.model import Policy, PolicyException
@@ -239,7 +238,6 @@ class _Judge:
         self.policy = policy
         self.knowledge = knowledge
         self.at = at
-        self.live = live
         self.match = match
         self.vulns = FleetMatcher(knowledge)
         self.patched = {
@@ -250,7 +248,7 @@ class _Judge:
         self.by_severity: dict[str, Counter[str]] = {s.value: Counter() for s in Severity}
         self._rated: dict[tuple[int, int], _Rated] = {}
         self._rows: dict[tuple[int, datetime, int], tuple[_Rated, Outstanding]] = {}
-        self._holding: dict[str, tuple[PolicyException, ...]] = {}  # package → exceptions
+        self._holding = PackageExceptions(live, match)
 
     def host(
         self, host: Host, finding: Finding | None, whole: PolicyException | None
@@ -271,7 +269,7 @@ class _Judge:
             if done is not None and done >= finding.assessed_at:
                 continue  # a run installed it after this assessment: no longer outstanding
             rated = self._rate(update, fixes.get(update.package.split(":", 1)[0], ()))
-            held = whole or self._held(host, update.package)
+            held = whole or self._holding.holding(host, update.package)
             row = self._outstanding(rated, update.first_seen or finding.assessed_at, held)
             self.by_severity[row.severity][row.status] += 1
             outstanding.append(row)
@@ -298,15 +296,6 @@ class _Judge:
         )
         self._rated[key] = rated
         return rated
-
-    def _held(self, host: Host, package: str) -> PolicyException | None:
-        """The live exception holding ``package`` back on ``host``, if one does."""
-        holding = self._holding.get(package)
-        if holding is None:  # the exceptions naming the package, whichever hosts they name
-            holding = self._holding[package] = tuple(
-                e for e in self.live if e.packages and globs(package, e.packages)
-            )
-        return package_exception(host, package, holding, self.match) if holding else None
 
     def _outstanding(
         self, rated: _Rated, first_seen: datetime, held: PolicyException | None
