@@ -88,9 +88,16 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# The wheels an execution node is bootstrapped from (tests/integration/test_nodes_lab.py): fetched
+# here, with the other dependencies, so that no test reaches a package index.
+NODE_WHEELS := $(VENV)/node-wheels
+$(NODE_WHEELS)/.done: $(VENV)/.installed
+	$(PK) node wheels --python 3.11 --machine $$(uname -m) --dest $(NODE_WHEELS)
+	touch $@
+
 # The test labs are torn down by the fixtures; the trailing `lab down` also covers a pytest that
 # was interrupted before its fixtures could finish.
-integration: install
+integration: install $(NODE_WHEELS)/.done
 	$(BIN)/pytest tests/integration -n $(TEST_WORKERS) --dist loadfile --durations=30 \
 	  $(PYTEST_ARGS); rc=$$?; \
 	  $(PK) lab $(TEST_LAB) down; $(PK) lab $(LIFE_LAB) down; \

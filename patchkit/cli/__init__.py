@@ -21,6 +21,7 @@ from .advisories import advisories
 from .approve import approve
 from .audit import audit
 from .lab import lab
+from .node import node
 from .planning import assess, plan, scope
 from .policy import policy
 from .report import report, runs
@@ -83,6 +84,7 @@ def cli(
 
 cli.add_command(advisories)
 cli.add_command(lab)
+cli.add_command(node)
 cli.add_command(policy)
 cli.add_command(report)
 for command in (scope, assess, plan, approve, run, resume, status, runs, rollback, release, audit):

@@ -16,13 +16,19 @@ webhook tokens to every play.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib.util
+import json
 import logging
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
+import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ansible_runner.interface import init_runner
+from ansible_runner.streaming import Transmitter
 
 from patchkit import content
 from patchkit.errors import RunnerError
@@ -65,7 +72,9 @@ class TaskResult:
 class PlaybookResult:
     """What one ansible-runner invocation did, host by host."""
 
-    status: str  # successful / failed / timeout / canceled
+    # successful / failed / timeout / canceled; lost: the stream from an execution node broke
+    # mid-job, so the hosts' last tasks may have run unobserved
+    status: str
     rc: int
     tasks: tuple[TaskResult, ...]
     hosts: tuple[str, ...] = field(default=())
@@ -271,19 +280,7 @@ def run_playbook(
         )
     # runner reads a string that is not a path as inventory text; a list is passed as -i items
     source: str | list[str] = [str(inventory)] if host_list else str(inventory.resolve())
-    tasks: list[TaskResult] = []
-    hosts: list[str] = []
-
-    def handler(event: dict[str, Any]) -> bool:
-        result = task_result(event)
-        if result is not None:
-            tasks.append(result)
-            if result.host not in hosts:
-                hosts.append(result.host)
-            if on_task is not None:
-                on_task(result)
-        return False  # keep results in memory only; nothing to write per event
-
+    seen = _Seen(on_task)
     with tempfile.TemporaryDirectory(prefix="patchkit-runner-") as private:
         runner = init_runner(
             private_data_dir=private,
@@ -294,7 +291,7 @@ def run_playbook(
             cmdline="--check" if check else None,
             forks=forks,
             envvars=ansible_env(mitogen=mitogen, host_key_checking=host_key_checking),
-            event_handler=handler,
+            event_handler=seen.event,
             quiet=True,
             timeout=timeout,
             cancel_callback=cancel,
@@ -302,23 +299,288 @@ def run_playbook(
         # runner seeded the job's environment with the whole of ours: keep the allow-list only
         runner.config.env = job_environment(runner.config.env, pass_env)
         runner.run()
-        stdout = runner.stdout.read() if runner.rc != 0 and not tasks else ""
-    log.debug("playbook %s finished: %s rc=%s", playbook.name, runner.status, runner.rc)
-    if runner.status == "canceled":
+        stdout = runner.stdout.read() if runner.rc != 0 and not seen.tasks else ""
+    return seen.result(playbook, str(runner.status), int(runner.rc), timeout, stdout)
+
+
+class _Seen:
+    """The task outcomes of one job as its events arrive, local or streamed from a node alike."""
+
+    def __init__(self, on_task: Callable[[TaskResult], None] | None) -> None:
+        self.on_task = on_task
+        self.tasks: list[TaskResult] = []
+        self.hosts: list[str] = []
+        self.events = 0  # any event at all: ansible-playbook started
+
+    def event(self, event: dict[str, Any]) -> bool:
+        self.events += 1
+        result = task_result(event)
+        if result is not None:
+            self.tasks.append(result)
+            if result.host not in self.hosts:
+                self.hosts.append(result.host)
+            if self.on_task is not None:
+                self.on_task(result)
+        return False  # keep results in memory only; nothing to write per event
+
+    def result(
+        self,
+        playbook: Path,
+        status: str,
+        rc: int,
+        timeout: int | None,
+        stdout: str,
+        where: str = "",
+    ) -> PlaybookResult:
+        log.debug("playbook %s finished%s: %s rc=%s", playbook.name, where, status, rc)
+        tasks, hosts = tuple(self.tasks), tuple(self.hosts)
+        if status == "canceled":
+            return PlaybookResult(status="canceled", rc=rc, tasks=tasks, hosts=hosts)
+        if status == "timeout" and not tasks:
+            raise RunnerError(
+                f"ansible-playbook {playbook.name}{where} did not finish within {timeout} s",
+                hint="check that the hosts answer on SSH; the job timeout stopped it",
+            )
+        # rc 4 is also a parse error of the playbook or a role: no task ran at all
+        if rc != 0 and not tasks:
+            tail = " | ".join(stdout.strip().splitlines()[-4:])
+            raise RunnerError(
+                f"ansible-playbook {playbook.name}{where} could not run (rc {rc}): {tail}"
+            )
+        return PlaybookResult(status=status, rc=rc, tasks=tasks, hosts=hosts)
+
+
+# ---------------------------------------------------------------- through an execution node
+
+WORKER_ROOT = "/tmp"  # where a node's worker unpacks each job, in a directory of its own
+WORKER_PREFIX = "patchkit-job-"
+HEARTBEAT = 5.0  # seconds between the controller's heartbeats to a node's patchkit-worker
+LEASE = 20  # seconds without a heartbeat after which the node cancels the job
+NODE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class NodeJob:
+    """How one job reaches an execution node, and what travels with it besides the playbooks.
+
+    ``ssh`` is the whole command that opens a session on the node (``ssh … user@node``);
+    ``inventory`` a static inventory of the job's hosts only (JSON); ``ssh_key`` the private key
+    for the hosts, or None (the node's own keys apply); ``known_hosts`` the lines naming their
+    host keys, as the controller knows them.
+    """
+
+    name: str  # the node, as logs and errors name it
+    ssh: tuple[str, ...]
+    venv: str
+    inventory: Mapping[str, Any]
+    ssh_key: str | None = None
+    known_hosts: str = ""
+    lease: int = LEASE
+
+
+def node_env(
+    worker_dir: str, venv: str, *, mitogen: bool = False, host_key_checking: bool = True
+) -> dict[str, str]:
+    """The job's environment on a node: the node's paths, never the controller's.
+
+    Only these variables travel (runner writes them to ``env/envvars``); the controller's own
+    environment stays on the controller. Host keys are checked against the known_hosts file that
+    travels with the job (first on ssh's command line, so it wins over an inventory's
+    ``UserKnownHostsFile``); connections are shared within the job only (its own control path
+    directory), so that a job cannot ride on another job's connection to a host it was not told
+    the key of.
+    """
+    if mitogen:
+        raise RunnerError(
+            "mitogen is not available through an execution node",
+            hint="run without --mitogen, or run these hosts from the controller",
+        )
+    local = ansible_env(host_key_checking=host_key_checking)
+    known = f"-o UserKnownHostsFile={worker_dir}/known_hosts " if host_key_checking else ""
+    return local | {
+        "PATH": f"{venv}/bin:{NODE_PATH}",
+        "ANSIBLE_ROLES_PATH": f"{worker_dir}/project/roles",
+        "ANSIBLE_SSH_ARGS": known + local["ANSIBLE_SSH_ARGS"],
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": f"{worker_dir}/cp",
+    }
+
+
+def _stage(private: Path, playbook: Path, job: NodeJob) -> str:
+    """Lay out what travels: playbooks and roles (side by side, as the playbooks expect them),
+    the inventory and the hosts' keys. The playbook's path within ``project/``."""
+    project = private / "project"
+    shutil.copytree(playbook.parent, project / "playbooks", ignore=_NOT_CONTENT)
+    shutil.copytree(content.roles_dir(), project / "roles", ignore=_NOT_CONTENT)
+    (private / "inventory").mkdir()
+    (private / "inventory" / "hosts.json").write_text(json.dumps(dict(job.inventory)))
+    (private / "known_hosts").write_text(job.known_hosts)
+    return f"playbooks/{playbook.name}"
+
+
+_NOT_CONTENT = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+
+def run_on_node(
+    playbook: Path,
+    job: NodeJob,
+    *,
+    limit: str | None = None,
+    extravars: Mapping[str, Any] | None = None,
+    check: bool = False,
+    forks: int = 10,
+    timeout: int | None = None,
+    on_task: Callable[[TaskResult], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    host_key_checking: bool = True,
+) -> PlaybookResult:
+    """``run_playbook`` on an execution node: ``transmit`` here, ``worker`` there (under
+    patchkit-worker's lease, over ``job.ssh``), ``process`` here, events as they happen.
+
+    The outcome is read as a local job's is. A stream that breaks mid-job (the node died, the
+    network went) once ansible-playbook started gives status ``lost`` with the tasks seen so far
+    (the hosts' last tasks may have run unobserved); one that breaks before, or a node that
+    cannot start the worker, raises RunnerError naming the node.
+    """
+    if not playbook.is_file():
+        raise RunnerError(f"playbook not found: {playbook}")
+    ident = uuid.uuid4().hex[:12]
+    worker_dir = f"{WORKER_ROOT}/{WORKER_PREFIX}{ident}"
+    where = f" on execution node {job.name}"
+    seen = _Seen(on_task)
+    explained: list[str] = []
+
+    def status(data: Mapping[str, Any], **_config: Any) -> None:
+        if data.get("status") == "error":
+            explained.append(str(data.get("job_explanation", "")))
+
+    with (
+        tempfile.TemporaryDirectory(prefix="patchkit-transmit-") as sending,
+        tempfile.TemporaryDirectory(prefix="patchkit-process-") as receiving,
+        tempfile.TemporaryFile() as errors,
+    ):
+        staged = _stage(Path(sending), playbook, job)
+        command = [
+            *job.ssh,
+            f"{job.venv}/bin/python",
+            f"{job.venv}/bin/patchkit-worker",
+            str(job.lease),
+            "--private-data-dir",
+            worker_dir,
+        ]
+        ssh = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors
+        )
+        if ssh.stdin is None or ssh.stdout is None:  # pragma: no cover - both are PIPE
+            raise RunnerError("cannot talk to the ssh command", hint="a bug in patchkit")
+        done = threading.Event()
+        feeding: threading.Thread | None = None
+        try:
+            transmitter = init_runner(
+                streamer="transmit",
+                _output=ssh.stdin,
+                private_data_dir=sending,
+                ident=ident,
+                playbook=staged,
+                inventory=str(Path(sending) / "inventory" / "hosts.json"),
+                limit=limit,
+                extravars=dict(extravars or {}),
+                cmdline="--check" if check else None,
+                forks=forks,
+                envvars=node_env(worker_dir, job.venv, host_key_checking=host_key_checking),
+                ssh_key=job.ssh_key,
+                quiet=True,
+                timeout=timeout,
+            )
+            feeding = threading.Thread(
+                target=_feed, args=(transmitter, ssh.stdin, done, cancel), daemon=True
+            )
+            feeding.start()
+            processor = init_runner(
+                streamer="process",
+                _input=ssh.stdout,
+                private_data_dir=receiving,
+                ident=ident,
+                event_handler=seen.event,
+                status_handler=status,
+                quiet=True,
+                cancel_callback=lambda: False,  # unused by the processor; keeps SIGINT ours
+            )
+            final, _ = processor.run()
+        finally:
+            done.set()  # also on Ctrl-C: closing stdin makes the node cancel the job
+            if feeding is not None:
+                feeding.join(10)
+            _close(ssh.stdin)
+            try:
+                ssh.wait(30)
+            except subprocess.TimeoutExpired:
+                ssh.kill()
+                ssh.wait()
+        errors.seek(0)
+        said = errors.read().decode(errors="replace").strip()
+        artifacts = Path(receiving) / "artifacts" / ident
+        rc = _read_rc(artifacts)
+        stdout = _read_text(artifacts / "stdout")
+    if final == "error":
+        reason = _brief_lines(said) or "; ".join(e for e in explained if e) or "no answer"
+        if not seen.events:
+            raise RunnerError(
+                f"ansible-playbook {playbook.name} could not run{where} "
+                f"(ssh exit {ssh.returncode}): {reason}",
+                hint=f"check the node: patchkit node check {job.name}",
+            )
+        log.warning("the stream from execution node %s broke mid-job: %s", job.name, reason)
         return PlaybookResult(
-            status="canceled", rc=int(runner.rc), tasks=tuple(tasks), hosts=tuple(hosts)
-        )
-    if runner.status == "timeout" and not tasks:
-        raise RunnerError(
-            f"ansible-playbook {playbook.name} did not finish within {timeout} s",
-            hint="check that the hosts answer on SSH; the job timeout stopped it",
-        )
-    # rc 4 is also a parse error of the playbook or a role: no task ran at all
-    if runner.rc != 0 and not tasks:
-        tail = " | ".join(stdout.strip().splitlines()[-4:])
-        raise RunnerError(
-            f"ansible-playbook {playbook.name} could not run (rc {runner.rc}): {tail}"
-        )
-    return PlaybookResult(
-        status=str(runner.status), rc=int(runner.rc), tasks=tuple(tasks), hosts=tuple(hosts)
-    )
+            status="lost", rc=rc if rc is not None else -1, tasks=tuple(seen.tasks),
+            hosts=tuple(seen.hosts),
+        )  # fmt: skip
+    return seen.result(playbook, str(final), rc if rc is not None else -1, timeout, stdout, where)
+
+
+def _feed(
+    transmitter: Transmitter,
+    stream: Any,
+    done: threading.Event,
+    cancel: Callable[[], bool] | None,
+) -> None:
+    """Send the job, then a heartbeat every HEARTBEAT seconds until the job is over; close the
+    stream (the node cancels the job) as soon as ``cancel`` says so."""
+    try:
+        transmitter.run()
+        beat = 0.0
+        while not done.wait(0.5):
+            if cancel is not None and cancel():
+                break
+            beat += 0.5
+            if beat >= HEARTBEAT:
+                beat = 0.0
+                stream.write(b"\n")
+                stream.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the node or the connection is gone: the processor reports it
+    finally:
+        _close(stream)
+
+
+def _close(stream: Any) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        stream.close()
+
+
+def _read_rc(artifacts: Path) -> int | None:
+    try:
+        return int((artifacts / "rc").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _brief_lines(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-3:])
