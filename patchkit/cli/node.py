@@ -214,3 +214,28 @@ def wheels(python: str, machine: str, dest: Path | None) -> None:
         with Status(f"downloading {len(missing)} wheels into {folder}", console=err_console):
             library.download_wheels(folder, wanted, python=python, machine=machine)
     console.print(str(folder))
+
+
+@node.command()
+@click.argument("nodes", nargs=-1, required=True, metavar="NODE...")
+@_addressing
+def cleanup(nodes: tuple[str, ...], key: Path | None, known_hosts: Path | None, venv: str) -> None:
+    """Remove the job directories killed workers left on each node.
+
+    A worker ended by SIGKILL (or a node that lost power) cannot delete its job's directory,
+    which holds the hosts' SSH key and the job's extra vars: this removes every
+    /tmp/patchkit-job-* directory with ansible-runner's own 'worker cleanup'. Run it when no job
+    of any controller is running on the node. Exit codes: 0 done; 1 a node failed.
+    """
+    from patchkit.execution import nodes as library
+
+    worst = ExitCode.OK
+    for item in _nodes(nodes, key, known_hosts, venv):
+        try:
+            said = library.cleanup(item)
+        except library.NodeError as exc:
+            err_console.print(f"{item.name}: failed: {exc.message}")
+            worst = max(worst, ExitCode.FAILURES)
+            continue
+        console.print(f"{item.name}: {said or 'nothing to remove'}")
+    sys.exit(worst)

@@ -70,6 +70,7 @@ class BatchLoop:
         self.runner, self.journal, self.observer, self.clock = runner, journal, observer, clock
         self.who, self.emergency = who, emergency
         self.resume = resume or ResumePoint()
+        self.lost = ""  # why the last job stopped without the operator: a lost execution node
         self.rules = plan.settings.rules
         self.reboot = {
             h.host: state.reboot_mode(h, plan.settings.phases, reboots_approved=reboots_approved)
@@ -157,7 +158,13 @@ class BatchLoop:
                 halted, stop = True, (RunStatus.HALTED, why)
                 self._halted(batch, tally, why)
                 break
-        if canceled:
+        if canceled and self.lost:
+            stop = (
+                RunStatus.INTERRUPTED,
+                f"{self.lost} during batch {batch.number}: its hosts have no verdict (not "
+                f"failed, not rolled back); patchkit resume {self.run_id} runs them again",
+            )
+        elif canceled:
             stop = (RunStatus.INTERRUPTED, f"stopped by the operator during batch {batch.number}")
         elif stop is None:
             why = state.canary_failed(batch, notes.outcomes, self.rules)
@@ -244,6 +251,7 @@ class BatchLoop:
                 hint=f"{broken[0].hint}; then patchkit resume {self.run_id} --take-over "
                 "(the hosts keep the lock of this run)",
             )
+        self.lost = result.lost
         outcomes = list(events.batch_outcomes(names, result.tasks))
         if result.canceled:  # hosts stopped mid-phase keep what they reported; resume reruns them
             outcomes = [o for o in outcomes if events.finished(o.host, result.tasks)]

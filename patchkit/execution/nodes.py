@@ -36,6 +36,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from patchkit.errors import ExitCode, PatchkitError, RunnerError
 from patchkit.execution.runner import WORKER_PREFIX, NodeJob
 from patchkit.model import Host
+from patchkit.policy.values import node_address_parts
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +99,20 @@ class ExecutionNode:
         return (*argv, f"{self.user}@{self.address}")
 
 
-_NODE = re.compile(
-    r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?"
-    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:@\[\]]+)"
-    r"(?::(?P<port>[0-9]{1,5}))?$"
-)
-
-
 def parse_node(
     text: str, *, key: Path | None = None, known_hosts: Path | None = None, venv: str = DEFAULT_VENV
 ) -> ExecutionNode:
     """``[user@]host[:port]`` (an IPv6 address in brackets) as an ExecutionNode."""
-    found = _NODE.match(text.strip())
-    port = int(found.group("port")) if found and found.group("port") else 22
-    if found is None or not 0 < port < 65536:
+    parts = node_address_parts(text)
+    if parts is None:
         raise NodeAddressError(
             f"not an execution node: {text!r}",
             hint="name it as user@host, user@host:port or host (user root, port 22)",
         )
+    user, address, port = parts
     return ExecutionNode(
-        address=found.group("host").strip("[]"),
-        user=found.group("user") or "root",
+        address=address,
+        user=user,
         port=port,
         key=key,
         known_hosts=known_hosts,

@@ -44,6 +44,9 @@ class RollbackJob:
 class RunnerResult:
     tasks: tuple[TaskResult, ...]
     canceled: bool = False  # stopped by the operator: hosts mid-phase have no verdict
+    # an execution node's stream broke mid-job (what happened, for the run's reason): its hosts
+    # mid-phase have no verdict either, as when canceled, and resume runs them again
+    lost: str = ""
 
 
 TaskSink = Callable[[TaskResult], None]

@@ -85,8 +85,9 @@ def execute(
     try:
         with locks.Heartbeat(ledger, run_id):
             loop = BatchLoop(
-                plan, run_id, runner=AnsibleRunner(inventory, mitogen), journal=ledger,
-                observer=observer, clock=clock, who=f"patchkit run ({holder})",
+                plan, run_id,
+                runner=AnsibleRunner.for_plan(plan, inventory, run_id, mitogen=mitogen),
+                journal=ledger, observer=observer, clock=clock, who=f"patchkit run ({holder})",
                 emergency=admission.emergency, reboots_approved=admission.reboots_approved,
                 resume=point,
             )  # fmt: skip
@@ -129,8 +130,9 @@ def roll_back_run(
 ) -> list[Result]:
     """Roll back ``targets`` of run ``run_id`` (by hand) with the settings of its plan."""
     return roll_back(
-        plan, tuple(targets), run_id, runner=AnsibleRunner(inventory, mitogen), journal=ledger,
-        observer=observer, clock=clock, who=who,
+        plan, tuple(targets), run_id,
+        runner=AnsibleRunner.for_plan(plan, inventory, run_id, mitogen=mitogen),
+        journal=ledger, observer=observer, clock=clock, who=who,
     )  # fmt: skip
 
 

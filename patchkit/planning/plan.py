@@ -33,6 +33,7 @@ from patchkit.planning.types import (
     FreezeSpan,
     HeldUpdate,
     HostPlan,
+    NodeGroup,
     Phases,
     Plan,
     RunRules,
@@ -122,6 +123,7 @@ def make_plan(
             what = f"all {len(planned.held)} pending updates held" if planned.held else "up to date"
             skipped.append(SkippedHost(host.name, SkipKind.NOTHING_TO_DO, what, planned.held))
 
+    _check_placement(policy, candidates)
     rollout = policy.rollout
     anti = rollout.anti_affinity
     # max_unavailable: a cluster with as many members down as it allows gets none patched
@@ -472,7 +474,51 @@ def _host_plan(
         contact=_contact(host, policy),
         estimate_basis=basis,
         checks=checks,
+        node_group=node_group_of(host, policy, match),
     )
+
+
+def node_group_of(host: Host, policy: Policy, match: prio.Matcher) -> str:
+    """The execution node group that patches ``host`` ("": the controller): the one its
+    variable (execution.variable) names, else the first whose host patterns select it."""
+    execution = policy.execution
+    named = host.var(execution.variable)
+    if named is not None and str(named) != "":
+        known = [g.name for g in execution.node_groups]
+        if str(named) not in known:
+            raise PlanningError(
+                f"host {host.name}: {execution.variable} is {str(named)!r}, which names no node "
+                f"group of policy {policy.name}",
+                hint=f"node groups: {', '.join(known) or 'none'} (execution.node_groups); or "
+                f"remove the variable to patch the host from the controller",
+            )
+        return str(named)
+    for group in execution.node_groups:
+        if group.hosts and host.name in match(group.hosts):
+            return group.name
+    return ""
+
+
+def _check_placement(policy: Policy, candidates: Sequence[HostPlan]) -> None:
+    """Refuse to place hosts on nodes when a phase would run on the controller for them: the
+    lab snapshot backend and the backup hook run there (delegate_to: localhost), and on a node
+    localhost is the node, which has neither the lab nor the hook's tools."""
+    placed = sorted(h.host for h in candidates if h.node_group)
+    if not placed:
+        return
+    prep = policy.preparation
+    what = (
+        "the snapshot backend 'lab'" if prep.snapshot.backend == "lab"
+        else "the backup hook" if prep.backup else None
+    )  # fmt: skip
+    if what is not None:
+        shown = ", ".join(placed[:5]) + (f" and {len(placed) - 5} more" if len(placed) > 5 else "")
+        raise PlanningError(
+            f"{what} runs on the controller, which hosts patched through execution nodes "
+            f"({shown}) cannot use",
+            hint="use preparation.snapshot.backend: package (taken on the host itself) and no "
+            "backup hook for them, or patch them from the controller",
+        )
 
 
 def _text(value: Any) -> str | None:
@@ -661,6 +707,16 @@ def _settings(policy: Policy, allowed_signers: str) -> Settings:
             environment=tuple(policy.connection.environment),
         ),
         verification=tuple(checks),
+        node_groups=tuple(
+            NodeGroup(
+                name=g.name,
+                nodes=tuple(g.nodes),
+                key=g.key or "",
+                known_hosts=g.known_hosts or "",
+                venv=g.venv,
+            )
+            for g in policy.execution.node_groups
+        ),
     )
 
 

@@ -77,6 +77,7 @@ class HostPlan:
     contact: str | None = None
     estimate_basis: str = "policy estimate (no history)"  # or the history it comes from
     checks: tuple[int, ...] = ()  # the verification checks (Phases.checks) that apply to it
+    node_group: str = ""  # the execution node group that patches it; "": the controller
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,17 @@ class RunRules:
 
 
 @dataclass(frozen=True)
+class NodeGroup:
+    """Execution nodes that run the jobs of the hosts placed on them (policy execution.*)."""
+
+    name: str
+    nodes: tuple[str, ...]  # user@host[:port]
+    key: str = ""  # SSH key file on the controller for the nodes; "": ssh's own
+    known_hosts: str = ""  # the nodes' host keys; "": ssh's own files
+    venv: str = "/opt/patchkit-node"
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the run executes, carried by the plan so that ``run`` never reads the live policy,
     and shown to the change approver next to the batches."""
@@ -227,6 +239,7 @@ class Settings:
     phases: Phases
     rules: RunRules
     verification: tuple[str, ...]  # the checks, described for people
+    node_groups: tuple[NodeGroup, ...] = ()  # the groups the plan places hosts on
 
     # The names the previews read.
     @property

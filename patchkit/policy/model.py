@@ -50,6 +50,7 @@ from patchkit.policy.values import (
     HostsOrPercent,
     HttpUrl,
     Label,
+    NodeAddress,
     Paragraph,
     Patterns,
     Prose,
@@ -707,6 +708,58 @@ class Connection(Section):
     )
 
 
+class NodeGroup(Section):
+    """Execution nodes near some hosts: their jobs run there (ansible-runner worker over SSH)."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        max_length=64,
+        description="The group's name, as the hosts' node-group variable names it.",
+    )
+    nodes: Annotated[list[NodeAddress], Field(min_length=1, max_length=64)] = Field(
+        description="The nodes, user@host[:port]; a run sends the group's hosts to one of them "
+        "(chosen by the run id), or to the next that answers when that one does not."
+    )
+    hosts: Patterns = Field(
+        default_factory=list,
+        description="Host patterns this group serves, besides hosts whose variable names it.",
+    )
+    key: Text | None = Field(
+        default=None, description="SSH private key (a file on the controller) for the nodes."
+    )
+    known_hosts: Text | None = Field(
+        default=None,
+        description="known_hosts file with the nodes' host keys (default: ssh's own); a node's "
+        "host key is always checked.",
+    )
+    venv: Text = Field(
+        default="/opt/patchkit-node",
+        description="The nodes' virtualenv (patchkit node bootstrap --venv).",
+    )
+
+
+class Execution(Section):
+    """Where jobs run: on the controller, or on execution nodes near the hosts."""
+
+    variable: Text = Field(
+        default="patchkit_node_group",
+        description="Host variable naming the node group that serves the host (it wins over "
+        "the groups' host patterns).",
+    )
+    node_groups: Annotated[list[NodeGroup], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="Hosts of no group are patched from the controller.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Execution:
+        names = [g.name for g in self.node_groups]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"node group names must be unique: {', '.join(dupes)}")
+        return self
+
+
 class Policy(Section):
     """A patch-management policy."""
 
@@ -727,6 +780,7 @@ class Policy(Section):
     notifications: Notifications = Field(default_factory=Notifications)
     promotion: Promotion | None = None
     connection: Connection = Field(default_factory=Connection)
+    execution: Execution = Field(default_factory=Execution)
 
     @model_validator(mode="after")
     def _unique_windows(self) -> Policy:

@@ -405,3 +405,34 @@ HostsOrPercent = Annotated[
     PlainSerializer(str, return_type=str),
     _amount_schema(1, "a count of hosts, at least 1 (5), or a percentage ('20%')"),
 ]
+
+
+# An execution node as a policy and the command line name it: [user@]host[:port], an IPv6
+# address in brackets. (patchkit.execution.nodes.parse_node makes one of it.)
+NODE_ADDRESS = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:@\[\]]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?$"
+)
+
+
+def node_address_parts(text: str) -> tuple[str, str, int] | None:
+    """(user, address, port) of ``[user@]host[:port]`` (user root, port 22), or None."""
+    found = NODE_ADDRESS.match(text.strip())
+    if found is None:
+        return None
+    port = int(found.group("port")) if found.group("port") else 22
+    if not 0 < port < 65536:
+        return None
+    return found.group("user") or "root", found.group("host").strip("[]"), port
+
+
+def _node_address(value: str) -> str:
+    if node_address_parts(value) is None:
+        raise ValueError(f"{show_value(value)}: name a node as user@host, user@host:port or host")
+    return value
+
+
+NodeAddress = Annotated[
+    str, StringConstraints(max_length=SHORT_TEXT), AfterValidator(_node_address)
+]

@@ -284,11 +284,32 @@ def _enforced(plan: Plan) -> tuple[tuple[str, str], ...]:
         halt = "halts the window" if r.canary_on_failure == "halt" else "is judged by the threshold"
         soak = f"; the next batch waits {span(r.canary_soak)}" if r.canary_soak else ""
         lines.append(("canary", f"a canary host not patched {halt}{soak}"))
+    lines.append(("where", _where(plan)))
     waves = [b for b in plan.planned if len(b.hosts) > b.concurrency]
     if waves:
         lines.append(("waves", "batches larger than their concurrency run in waves; the error "
                       "threshold is judged after each wave"))  # fmt: skip
     return tuple(lines)
+
+
+def _where(plan: Plan) -> str:
+    """Which hosts the run patches through which execution nodes (policy execution.*)."""
+    placed: dict[str, list[str]] = {}
+    for b in plan.planned:
+        for h in b.hosts:
+            placed.setdefault(h.node_group, []).append(h.host)
+    if set(placed) <= {""}:
+        return "every host from this controller"
+    groups = {g.name: g for g in plan.settings.node_groups}
+    parts = [
+        f"{names(tuple(hosts))} through node group {group} "
+        f"(one of {', '.join(groups[group].nodes)})"
+        for group, hosts in sorted(placed.items())
+        if group
+    ]
+    if "" in placed:
+        parts.append(f"{names(tuple(placed['']))} from this controller")
+    return "; ".join(parts)
 
 
 def _reboot_why(host: HostPlan, policy_reboot: str) -> str:

@@ -22,8 +22,19 @@ from patchkit import inventory
 from patchkit.execution import nodes
 from patchkit.execution.runner import NodeJob, TaskResult, run_on_node, run_playbook
 from patchkit.lab.config import LabConfig
+from patchkit.ledger import Ledger
 from patchkit.model import Host
-from tests.integration.conftest import PLAYBOOKS, ROOT, on_host, patchkit_cli
+from tests.integration.conftest import (
+    PLAYBOOKS,
+    POLICY,
+    ROOT,
+    approve,
+    on_host,
+    patchkit_cli,
+    planned_id,
+    run,
+    states,
+)
 
 WHEELS = Path(os.environ.get("PATCHKIT_TEST_NODE_WHEELS", ROOT / ".venv" / "node-wheels"))
 MARKER = "/tmp/patchkit-after-marker"
@@ -236,3 +247,87 @@ def test_a_cut_connection_stops_the_job_on_the_node(
     assert getattr(result, "status", None) == "lost"
     time.sleep(max(0.0, started + SLEEP + 6 - time.monotonic()))
     assert _marked(lab_config) == []
+
+
+# ---------------------------------------------------------------- a patch window through the node
+
+
+def _node_policy(tmp_path: Path, lab_config: LabConfig, known_hosts: Path) -> str:
+    """The lab policy for host2 and host3 alone, both patched through host1 (package snapshots:
+    the lab backend works from the controller)."""
+    text = Path(POLICY).read_text()
+    for old, new in (
+        ("classification:\n", "scope:\n  include: [host2, host3]\n\nclassification:\n"),
+        ("backend: lab,", "backend: package,"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    text += (
+        "\nexecution:\n"
+        "  node_groups:\n"
+        "    - name: lab-nodes\n"
+        f"      nodes: [root@{lab_config.address(1)}]\n"
+        f"      key: {lab_config.key_path}\n"
+        f"      known_hosts: {known_hosts}\n"
+        "      hosts: [host2, host3]\n"
+    )
+    path = tmp_path / "policy.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_window_patches_and_rolls_back_its_hosts_through_the_node(
+    node: nodes.ExecutionNode,
+    lab: Path,
+    lab_config: LabConfig,
+    env: dict[str, str],
+    tmp_path: Path,
+    pristine: None,
+) -> None:
+    """The whole path through the node: snapshot, patch, reboot, verify; demo-svc 1.1 breaks
+    its health check, so both hosts are rolled back to their package snapshots, also there."""
+    policy = _node_policy(tmp_path, lab_config, lab_config.known_hosts)
+    plan_id = planned_id(lab, env, policy)
+    shown = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
+    body = json.loads(shown.stdout)
+    placed = {h["host"]: h["node_group"] for b in body["batches"] for h in b["hosts"]}
+    assert placed == {"host2": "lab-nodes", "host3": "lab-nodes"}
+    assert body["settings"]["node_groups"][0]["nodes"] == [f"root@{lab_config.address(1)}"]
+    approve(plan_id, env)
+    since = int(on_host(lab_config, 2, "date +%s")) + 1
+    time.sleep(1.1)  # that session's own log line is before ``since``
+    assert run(lab, env, plan_id, policy) == 1  # the hosts failed verification
+    # the hosts' own sshd saw the run come from the node, not from the controller: from the
+    # controller, only the session reading the log itself
+    log = on_host(lab_config, 2, f"journalctl -q -u ssh --since @{since} --no-pager")
+    accepted = [line for line in log.splitlines() if "Accepted publickey" in line]
+    assert any(f"from {lab_config.address(1)} " in line for line in accepted), log
+    assert len([line for line in accepted if f"from {lab_config.gateway} " in line]) == 1, log
+    after = states(lab, "host2,host3")
+    for row in after.values():  # back where they were: the snapshot's versions
+        assert row.packages == {
+            "demo-app": "1.0", "demo-kernel": "1.0", "demo-lib": "1.0", "demo-svc": "1.0"
+        }  # fmt: skip
+    record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
+    assert record is not None and record["status"] == "halted"
+    phases = {
+        (p["host"], p["phase"]): p["status"] for p in record["phases"] if p["phase"] != "rollback"
+    }
+    for name in ("host2", "host3"):
+        for phase in ("precheck", "snapshot", "patch", "reboot"):
+            assert phases[(name, phase)] == "ok", (name, phase)
+        assert phases[(name, "verify")] == "failed"
+    rollbacks = {p["host"]: p["status"] for p in record["phases"] if p["phase"] == "rollback"}
+    assert rollbacks == {"host2": "ok", "host3": "ok"}
+
+
+def test_cleanup_removes_what_a_killed_worker_left(
+    node: nodes.ExecutionNode, lab_config: LabConfig
+) -> None:
+    """What a SIGKILLed worker leaves: its job directory, with the hosts' key in it."""
+    left = "/tmp/patchkit-job-killed0000/env"
+    on_host(lab_config, 1, f"mkdir -p {left} && echo KEY > {left}/ssh_key && chmod 600 {left}/*")
+    done = patchkit_cli("node", "cleanup", str(lab_config.address(1)), *_addressing(lab_config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Removed 1 private data dir(s)" in done.stdout
+    assert on_host(lab_config, 1, "ls /tmp | grep -c patchkit-job- || true") == "0"

@@ -332,7 +332,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_every_node_command_has_help(cli: Run) -> None:
-    for command in ("check", "bootstrap", "wheels"):
+    for command in ("check", "bootstrap", "wheels", "cleanup"):
         done = cli(command, "--help")
         assert done.code == 0 and "Usage: patchkit node " + command in done.out
 

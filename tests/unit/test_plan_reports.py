@@ -284,7 +284,9 @@ def test_json_has_format_and_round_trips_ids_and_counts() -> None:
     assert doc["window"]["freezes"] == [
         {"start": "2026-11-21", "end": "2026-11-22", "reason": "year-end freeze"}
     ]
-    assert set(doc["settings"]) == {"approval", "phases", "rules", "verification"}
+    assert set(doc["settings"]) == {"approval", "phases", "rules", "verification", "node_groups"}
+    assert doc["settings"]["node_groups"] == []  # every host from the controller
+    assert {h["node_group"] for b in doc["batches"] for h in b["hosts"]} == {""}
     assert doc["settings"]["approval"]["expires_after"] is None
     assert doc["settings"]["rules"]["error_threshold"] == "10%"
     assert doc["settings"]["phases"]["reboot_timeout"] == 600
