@@ -753,11 +753,14 @@ class Execution(Section):
 
     @model_validator(mode="after")
     def _unique(self) -> Execution:
-        names = [g.name for g in self.node_groups]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"node group names must be unique: {', '.join(dupes)}")
+        _unique_names("node group", [g.name for g in self.node_groups])
         return self
+
+
+def _unique_names(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} names must be unique: {', '.join(dupes)}")
 
 
 class Policy(Section):
@@ -784,10 +787,7 @@ class Policy(Section):
 
     @model_validator(mode="after")
     def _unique_windows(self) -> Policy:
-        names = [w.name for w in self.windows]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"window names must be unique: {', '.join(dupes)}")
+        _unique_names("window", [w.name for w in self.windows])
         return self
 
     def window(self, name: str) -> Window:
