@@ -34,7 +34,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from patchkit.errors import ExitCode, PatchkitError, RunnerError
-from patchkit.execution.runner import WORKER_PREFIX, NodeJob
+from patchkit.execution.events import thaw
+from patchkit.execution.runner import WORKER_PREFIX, NodeJob, last_lines
 from patchkit.model import Host
 from patchkit.policy.values import node_address_parts
 
@@ -470,7 +471,7 @@ def node_job(
             for k, v in host.vars.items()
             if k not in ("ansible_ssh_private_key_file", "ansible_private_key_file")
         }
-        listed[host.name] = _plain(variables)
+        listed[host.name] = thaw(variables)
         for group in host.groups:
             if group not in ("all", "ungrouped"):
                 members.setdefault(group, {})[host.name] = None
@@ -493,14 +494,6 @@ def _vaulted(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_vaulted(v) for v in value)
     return False
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 _KNOWN_FILE = re.compile(r"UserKnownHostsFile[= ]\s*(\S+)")
@@ -555,5 +548,4 @@ def _ssh(
 
 def _tail(text: bytes | str) -> str:
     shown = text.decode(errors="replace") if isinstance(text, bytes) else text
-    lines = [line.strip() for line in shown.splitlines() if line.strip()]
-    return " | ".join(lines[-3:]) or "(nothing said)"
+    return last_lines(shown) or "(nothing said)"

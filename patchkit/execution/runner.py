@@ -522,7 +522,7 @@ def run_on_node(
         rc = _read_rc(artifacts)
         stdout = _read_text(artifacts / "stdout")
     if final == "error":
-        reason = _brief_lines(said) or "; ".join(e for e in explained if e) or "no answer"
+        reason = last_lines(said) or "; ".join(e for e in explained if e) or "no answer"
         if not seen.events:
             raise RunnerError(
                 f"ansible-playbook {playbook.name} could not run{where} "
@@ -581,6 +581,8 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _brief_lines(text: str) -> str:
+def last_lines(text: str) -> str:
+    """The last three lines of ``text`` that say something, on one line (ssh's and pip's
+    errors end with what matters)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " | ".join(lines[-3:])
