@@ -46,11 +46,20 @@ class AnsibleRunner:
 
     @classmethod
     def for_plan(
-        cls, plan: Plan, inventory: Path, run_id: str, *, mitogen: bool = False
+        cls,
+        plan: Plan,
+        inventory: Path,
+        run_id: str,
+        *,
+        mitogen: bool = False,
+        hosts: Sequence[Host] | None = None,
     ) -> AnsibleRunner:
+        """The runner of ``plan``'s run ``run_id``; ``hosts``, the inventory as the command read
+        it (its cache and timeout), saves reading it again for the hosts on nodes."""
         placement = {h.host: h.node_group for b in plan.batches for h in b.hosts if h.node_group}
         groups = {g.name: g for g in plan.settings.node_groups}
-        return cls(inventory, mitogen, placement, groups, run_id)
+        records = {h.name: h for h in hosts} if hosts is not None else None
+        return cls(inventory, mitogen, placement, groups, run_id, records)
 
     def patch(self, job: PatchJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
         hosts = [h.host for h in job.hosts]
@@ -142,7 +151,8 @@ class AnsibleRunner:
         )
 
     def _hosts(self) -> dict[str, Host]:
-        """The inventory's records (their variables travel to the nodes), read once a run."""
+        """The inventory's records (their variables travel to the nodes), read once a run when
+        the command did not hand them over."""
         if self._records is None:
             from patchkit import inventory
 

@@ -86,7 +86,10 @@ def execute(
         with locks.Heartbeat(ledger, run_id):
             loop = BatchLoop(
                 plan, run_id,
-                runner=AnsibleRunner.for_plan(plan, inventory, run_id, mitogen=mitogen),
+                runner=AnsibleRunner.for_plan(
+                    plan, inventory, run_id, mitogen=mitogen,
+                    hosts=release[1] if release is not None else None,
+                ),
                 journal=ledger, observer=observer, clock=clock, who=f"patchkit run ({holder})",
                 emergency=admission.emergency, reboots_approved=admission.reboots_approved,
                 resume=point,

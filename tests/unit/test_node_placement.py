@@ -256,3 +256,18 @@ def test_every_preview_says_which_hosts_go_through_which_nodes() -> None:
     assert said in plan_html(plan)
     alone = make_plan(policy(), fleet, findings, AT)
     assert "every host from this controller" in plan_markdown(alone)
+
+
+def test_the_runner_uses_the_inventory_the_command_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from patchkit import inventory
+
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the inventory was read a second time")
+
+    monkeypatch.setattr(inventory, "load", never)
+    fakes = _Fakes(monkeypatch, {"root@10.9.0.5"})
+    fleet = [host("web1", "servers", site="dmz")]
+    plan = make_plan(policy(GROUPS), fleet, {"web1": found("web1", ("openssl", SEC))}, AT)
+    runner = ansible.AnsibleRunner.for_plan(plan, Path("inv.yml"), "run-1", hosts=fleet)
+    runner._run("patch.yml", ["web1"], {}, plan.settings, lambda t: None, lambda: False)
+    assert fakes.remote == [("root@10.9.0.5", ["web1"], "None")]
