@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from patchkit import content
+from patchkit.execution.placed import Job, Placement
 from patchkit.execution.runner import TaskResult, run_playbook
 from patchkit.findings import natural_key
 from patchkit.model import Finding, InstalledPackage, PackageSet, PendingUpdate
@@ -326,8 +327,11 @@ class FindingCollector:
         self.found[task.host] = finding
         return finding
 
-    def finish(self, status: str) -> tuple[Finding, ...]:
-        """Decide the hosts the playbook started on but never reported (a timeout, a crash)."""
+    def finish(self, status: str, targeted: Iterable[str] = ()) -> tuple[Finding, ...]:
+        """Decide the hosts the playbook started on but never reported (a timeout, a crash),
+        and those of ``targeted`` it never started on (a node lost before their first task)."""
+        for host in targeted:
+            self.seen.setdefault(host)
         late = tuple(
             Finding(
                 host=host,
@@ -354,6 +358,7 @@ def assess(
     on_host: Callable[[Finding], None] | None = None,
     host_key_checking: bool = True,
     pass_env: Sequence[str] = (),
+    placement: Placement | None = None,
 ) -> tuple[Finding, ...]:
     """Ask every host ``limit`` selects what it has pending; one Finding per host targeted.
 
@@ -363,7 +368,10 @@ def assess(
     the assessment time (the caller reads the clock); it is also every update's ``first_seen``,
     which the ledger lowers to the earliest assessment that saw it. ``on_host`` is called with
     each host's Finding as soon as it is known. ``host_key_checking`` and ``pass_env`` are the
-    policy's connection settings. Raises RunnerError if the playbook cannot run.
+    policy's connection settings. With ``placement``, ``limit`` is a comma-separated list of
+    host names, each asked where it is placed (its execution node, or here); a node that cannot
+    run its part leaves its hosts unreachable with the reason. Raises RunnerError if the
+    playbook cannot run.
     """
     collector = FindingCollector(at)
 
@@ -372,18 +380,28 @@ def assess(
         if finding is not None and on_host is not None:
             on_host(finding)
 
-    result = run_playbook(
-        content.playbook(PLAYBOOK),
-        inventory,
-        limit=limit,
-        check=True,
-        forks=FORKS,
-        timeout=TIMEOUT,
-        on_task=on_task,
-        host_key_checking=host_key_checking,
-        pass_env=pass_env,
-    )
-    for finding in collector.finish(result.status):
+    if placement is not None and placement.where:
+        names = [n for n in (limit or "").split(",") if n]
+        job = Job({}, TIMEOUT, host_key_checking, pass_env, check=True, forks=FORKS)
+        done = placement.run(PLAYBOOK, names, job, on_task)
+        late: list[Finding] = []
+        for group, part in done.parts.items():
+            part_hosts = [n for n in names if placement.group(n) == group]
+            late += collector.finish(part.status, part_hosts)
+    else:
+        result = run_playbook(
+            content.playbook(PLAYBOOK),
+            inventory,
+            limit=limit,
+            check=True,
+            forks=FORKS,
+            timeout=TIMEOUT,
+            on_task=on_task,
+            host_key_checking=host_key_checking,
+            pass_env=pass_env,
+        )
+        late = list(collector.finish(result.status))
+    for finding in late:
         if on_host is not None:
             on_host(finding)
     return collector.findings()

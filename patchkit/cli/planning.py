@@ -209,6 +209,7 @@ def assess(
     # here, not at the top: patchkit.cli.rollback imports this module
     from patchkit.cli.rollback import take_locks
     from patchkit.execution import locks
+    from patchkit.execution.placed import Placement
 
     loaded = policy_lib.load(policy_path)
     at = datetime.now(UTC)
@@ -247,6 +248,7 @@ def assess(
                 on_host=progress,
                 host_key_checking=loaded.connection.host_key_checking,
                 pass_env=loaded.connection.environment,
+                placement=Placement.of_policy(loaded, hosts, inventory_path, at.isoformat()),
             )
     stored = ledger.record_assessment(found, source=str(inventory_path), started=at)
     if export_path is not None:

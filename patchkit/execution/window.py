@@ -14,15 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from patchkit import content
 from patchkit.errors import LedgerError, PatchkitError
 from patchkit.execution import locks, rules, state
 from patchkit.execution.admission import Admission
 from patchkit.execution.ansible import AnsibleRunner, phase_vars
 from patchkit.execution.loop import BatchLoop, RunSummary, roll_back
+from patchkit.execution.placed import Job, Placement
 from patchkit.execution.ports import Observer
 from patchkit.execution.rollback import Result, Target
-from patchkit.execution.runner import run_playbook
 from patchkit.execution.status import BatchStatus
 from patchkit.ledger import Ledger
 from patchkit.model import Host
@@ -106,8 +105,9 @@ def execute(
                 try:  # the retention rule: this run's snapshots when retention is 0, older ones
                     policy, hosts = release
                     released = release_snapshots(
-                        ledger, policy, hosts, inventory, clock=clock, mitogen=mitogen
-                    )
+                        ledger, policy, hosts, inventory, clock=clock, mitogen=mitogen,
+                        seed=run_id,
+                    )  # fmt: skip
                     log.info("released %d snapshot(s)", len(released))
                 except PatchkitError as exc:  # the window's outcome stands; release later
                     log.warning("snapshots not released (patchkit release retries): %s", exc)
@@ -163,11 +163,13 @@ def release_snapshots(
     clock: Clock,
     dry_run: bool = False,
     mitogen: bool = False,
+    seed: str = "",
 ) -> list[dict[str, Any]]:
     """Delete the snapshots the retention rule lets go (one playbook run); mark them released.
 
     Returns the snapshots released (or, with ``dry_run``, that would be). Hosts that are not in
-    the inventory are left for a run that knows them.
+    the inventory are left for a run that knows them. Hosts on execution nodes are released
+    through them, ``seed`` (a run's id: its nodes) choosing the node of each group.
     """
     now = clock()
     known = {h.name for h in hosts}
@@ -182,16 +184,15 @@ def release_snapshots(
     by_host: dict[str, list[dict[str, str]]] = {}
     for snap in due:
         by_host.setdefault(snap["host"], []).append({"backend": snap["backend"], "id": snap["id"]})
-    result = run_playbook(
-        content.playbook("release.yml"),
-        inventory,
-        limit=",".join(sorted(by_host)),
-        extravars=release_vars(policy) | {"patchkit_release_by_host": by_host},
+    job = Job(
+        release_vars(policy) | {"patchkit_release_by_host": by_host},
         timeout=600,
-        mitogen=mitogen,
         host_key_checking=policy.connection.host_key_checking,
         pass_env=policy.connection.environment,
+        mitogen=mitogen,
     )
+    placement = Placement.of_policy(policy, hosts, inventory, seed or now.isoformat())
+    result = placement.run("release.yml", sorted(by_host), job)
     released = {
         (t.host, str(t.result.get("msg", {}).get("id")))
         for t in result.tasks

@@ -499,6 +499,16 @@ def node_group_of(host: Host, policy: Policy, match: prio.Matcher) -> str:
     return ""
 
 
+def placements(hosts: Sequence[Host], policy: Policy) -> dict[str, str]:
+    """Host name -> its node group, for the hosts of ``hosts`` that run on one (what jobs
+    without a plan go by: assess and release)."""
+    if not policy.execution.node_groups:
+        return {}
+    match = scoping.matcher(hosts)
+    found = {h.name: node_group_of(h, policy, match) for h in hosts}
+    return {name: group for name, group in found.items() if group}
+
+
 def _check_placement(policy: Policy, candidates: Sequence[HostPlan]) -> None:
     """Refuse to place hosts on nodes when a phase would run on the controller for them: the
     lab snapshot backend and the backup hook run there (delegate_to: localhost), and on a node
@@ -707,16 +717,21 @@ def _settings(policy: Policy, allowed_signers: str) -> Settings:
             environment=tuple(policy.connection.environment),
         ),
         verification=tuple(checks),
-        node_groups=tuple(
-            NodeGroup(
-                name=g.name,
-                nodes=tuple(g.nodes),
-                key=g.key or "",
-                known_hosts=g.known_hosts or "",
-                venv=g.venv,
-            )
-            for g in policy.execution.node_groups
-        ),
+        node_groups=node_groups_of(policy),
+    )
+
+
+def node_groups_of(policy: Policy) -> tuple[NodeGroup, ...]:
+    """The policy's execution node groups, as plans and runners carry them."""
+    return tuple(
+        NodeGroup(
+            name=g.name,
+            nodes=tuple(g.nodes),
+            key=g.key or "",
+            known_hosts=g.known_hosts or "",
+            venv=g.venv,
+        )
+        for g in policy.execution.node_groups
     )
 
 

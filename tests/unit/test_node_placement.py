@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from patchkit.errors import PlanningError, PolicyError
-from patchkit.execution import ansible, nodes
+from patchkit.execution import ansible, nodes, placed
 from patchkit.execution.runner import PlaybookResult, TaskResult
 from patchkit.planning.plan import make_plan
 from patchkit.planning.types import NodeGroup
@@ -111,8 +111,8 @@ class _Fakes:
         self.remote: list[tuple[str, list[str], str]] = []  # node, hosts, its key
         self.probed: list[nodes.ExecutionNode] = []
         self.together: threading.Barrier | None = None  # parts that must be running at once
-        monkeypatch.setattr(ansible, "run_playbook", self._local)
-        monkeypatch.setattr(ansible, "run_on_node", self._remote)
+        monkeypatch.setattr(placed, "run_playbook", self._local)
+        monkeypatch.setattr(placed, "run_on_node", self._remote)
         monkeypatch.setattr(nodes, "probe", self._probe(answering))
         monkeypatch.setattr(nodes, "refuse_unless_ready", lambda facts, wanted: None)
         monkeypatch.setattr(nodes, "node_job", self._job)
@@ -153,9 +153,10 @@ def _runner(run_id: str = "run-1") -> ansible.AnsibleRunner:
         "dmz": NodeGroup("dmz", ("10.9.0.5",), venv="/srv/v"),
     }
     placement = {"db1": "dc2", "db2": "dc2", "web1": "dmz"}
-    runner = ansible.AnsibleRunner(Path("inv.yml"), False, placement, groups, run_id)
-    runner._records = {n: host(n) for n in ("app1", "db1", "db2", "web1")}
-    return runner
+    records = {n: host(n) for n in ("app1", "db1", "db2", "web1")}
+    return ansible.AnsibleRunner(
+        placed.Placement(Path("inv.yml"), groups, placement, run_id, records)
+    )
 
 
 def _settings() -> Any:
@@ -229,7 +230,7 @@ def test_a_lost_node_makes_the_job_stop_like_a_cancel_and_says_which(
     def lost(playbook: Path, job: Any, **_: Any) -> PlaybookResult:
         return PlaybookResult("lost", -1, (), ())
 
-    monkeypatch.setattr(ansible, "run_on_node", lost)
+    monkeypatch.setattr(placed, "run_on_node", lost)
     result = _runner()._run("patch.yml", ["db1", "app1"], {}, _settings(), lambda t: None,
                             lambda: False)  # fmt: skip
     assert result.canceled
@@ -271,3 +272,65 @@ def test_the_runner_uses_the_inventory_the_command_read(monkeypatch: pytest.Monk
     runner = ansible.AnsibleRunner.for_plan(plan, Path("inv.yml"), "run-1", hosts=fleet)
     runner._run("patch.yml", ["web1"], {}, plan.settings, lambda t: None, lambda: False)
     assert fakes.remote == [("root@10.9.0.5", ["web1"], "None")]
+
+
+# ---------------------------------------------------------------- jobs without a plan
+
+
+def test_assess_asks_hosts_on_nodes_through_them_in_check_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host the controller may not reach is assessed by its node; a group whose node does not
+    answer leaves its hosts unreachable with the reason, and the rest is assessed."""
+    from datetime import UTC, datetime
+
+    from patchkit import assess
+
+    fakes = _Fakes(monkeypatch, {"ops@10.2.0.5", "ops@10.2.0.6:2222"})
+    given: list[dict[str, Any]] = []
+
+    def remote(playbook: Path, job: Any, **kwargs: Any) -> PlaybookResult:
+        given.append(kwargs | {"playbook": playbook.name, "hosts": job[1]})
+        return PlaybookResult("successful", 0, (), ())
+
+    monkeypatch.setattr(placed, "run_on_node", remote)
+    fleet = [host("app1", "servers"), host("db1", "servers"), host("web1", "servers", site="dmz")]
+    placement = placed.Placement.of_policy(
+        policy(GROUPS), fleet, Path("inv.yml"), "2026-12-03T00:00:00"
+    )
+    assert placement.where == {"db1": "dc2", "web1": "dmz"}
+    findings = assess.assess(
+        Path("inv.yml"), limit="app1,db1,web1", at=datetime(2026, 12, 3, tzinfo=UTC),
+        placement=placement,
+    )  # fmt: skip
+    assert fakes.local == ["app1"]
+    assert [(g["playbook"], g["hosts"], g["check"]) for g in given] == [
+        ("assess.yml", ["db1"], True)
+    ]
+    by_host = {f.host: f for f in findings}
+    assert set(by_host) == {"app1", "db1", "web1"}
+    assert not by_host["web1"].reachable
+    assert "no execution node of group dmz can run it" in (by_host["web1"].message or "")
+    assert "no result from the assess playbook" in (by_host["db1"].message or "")
+
+
+def test_a_node_that_cannot_start_the_job_leaves_its_hosts_unreachable_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from patchkit.errors import RunnerError
+
+    _Fakes(monkeypatch, {"ops@10.2.0.5", "ops@10.2.0.6:2222", "root@10.9.0.5"})
+
+    def broken(playbook: Path, job: Any, **_: Any) -> PlaybookResult:
+        raise RunnerError("ansible-playbook patch.yml could not run on execution node x")
+
+    monkeypatch.setattr(placed, "run_on_node", broken)
+    result = _runner()._run(
+        "patch.yml", ["db1", "app1"], {}, _settings(), lambda t: None, lambda: False
+    )
+    (refused,) = [t for t in result.tasks if t.host == "db1"]
+    assert refused.status == "unreachable"
+    assert "(group dc2) did not run the job: ansible-playbook patch.yml could not run" in (
+        refused.message
+    )
+    assert not result.canceled  # the hosts count as unreachable, per the failure rules
