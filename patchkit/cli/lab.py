@@ -13,7 +13,7 @@ import click
 from patchkit.cli.consoles import console, err_console
 from patchkit.errors import ExitCode
 from patchkit.lab import feeds as lab_feeds
-from patchkit.lab import hosts, lifecycle
+from patchkit.lab import hosts, isolation, lifecycle
 from patchkit.lab.check import check
 from patchkit.lab.config import (
     DEFAULT_NAME,
@@ -342,3 +342,50 @@ def stop(ctx: click.Context, host: str) -> None:
     index = config.parse_host(host)
     with lifecycle.locked(config, index):
         hosts.stop(config, index)
+
+
+@lab.command()
+@click.argument("targets", nargs=-1, metavar="HOST...")
+@click.option(
+    "--via", "via", multiple=True, metavar="NODE", help="A host that reaches them (repeatable)."
+)
+@click.option("--undo", is_flag=True, help="Put the isolated hosts back on the lab bridge.")
+@click.option("--json", "as_json", is_flag=True, help="Print the far network as JSON.")
+@click.pass_context
+def isolate(
+    ctx: click.Context, targets: tuple[str, ...], via: tuple[str, ...], undo: bool, as_json: bool
+) -> None:
+    """Move HOSTs onto a far network that only the --via hosts (execution nodes) reach.
+
+    This machine gets no route to them (ssh to one fails: Network is unreachable); the nodes get
+    a second cable into that network; it has its own copy of the lab repository. The lab's own
+    commands (lab ssh, lab snapshot) still reach the hosts, from inside their namespaces.
+    patchkit lab isolate host2 host3 --via host1 --via host4; undo with --undo.
+    """
+    config = _config(ctx)
+    with lifecycle.locked(config):
+        if undo:
+            if targets or via:
+                raise click.UsageError("--undo takes no hosts")
+            found = isolation.undo(config)
+        else:
+            found = isolation.isolate(
+                config, [config.parse_host(h) for h in targets], [config.parse_host(h) for h in via]
+            )
+    shown = (
+        {"hosts": [], "via": []}
+        if found is None or undo
+        else {
+            "hosts": [config.host_name(i) for i in found.hosts],
+            "via": [config.host_name(i) for i in found.via],
+        }
+    )
+    if as_json:
+        _json(shown)
+    elif undo:
+        console.print("every host is back on the lab bridge")
+    else:
+        console.print(
+            f"{', '.join(shown['hosts'])} on the far network: only {', '.join(shown['via'])} "
+            "reach them"
+        )

@@ -133,6 +133,30 @@ class LabConfig:
         """The host-side end of host ``index``'s veth pair (at most 15 characters)."""
         return f"{self.name}-v{index}"
 
+    # the far network (``patchkit lab isolate``): hosts only execution nodes reach
+    @property
+    def far_bridge(self) -> str:
+        """The far network's bridge: no address on this machine, so no route from it."""
+        return f"{self.name}-far"
+
+    def far_veth(self, index: int) -> str:
+        """The bridge-side end of node ``index``'s second cable, into the far network."""
+        return f"{self.name}-f{index}"
+
+    @property
+    def mirror_netns(self) -> str:
+        """The far network's own apt mirror (the lab repository, served at the same address)."""
+        return f"{self.name}-mirror"
+
+    @property
+    def mirror_veth(self) -> str:
+        return f"{self.name}-m"
+
+    @property
+    def isolation_file(self) -> Path:
+        """Which hosts sit on the far network, and through which nodes (JSON)."""
+        return self.run_dir / "isolated.json"
+
     @property
     def cgroup(self) -> str:
         """The cgroup directory (under each hierarchy) that holds every process of the lab."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patchkit.errors import LabOperationError, LabUsageError
-from patchkit.lab import catalog, cgroups, image, network, supervisor, system
+from patchkit.lab import catalog, cgroups, image, isolation, network, supervisor, system
 from patchkit.lab.config import LabConfig, check_snapshot_name
 
 log = logging.getLogger(__name__)
@@ -23,8 +23,14 @@ SSH_TIMEOUT = 120.0  # 8 hosts booting at once on 2 busy cores took over 60 s on
 
 
 def ssh_argv(config: LabConfig, index: int, connect_timeout: int = 2) -> list[str]:
-    """ssh to host ``index`` as root with the lab key, checking its key against the lab's own."""
+    """ssh to host ``index`` as root with the lab key, checking its key against the lab's own.
+
+    A host on the far network (``lab isolate``) is reached from inside its own namespace, as
+    one would at its console: this machine has no route to it.
+    """
+    console = ["ip", "netns", "exec", config.netns(index)]
     return [
+        *(console if isolation.is_isolated(config, index) else []),
         "ssh",
         "-i",
         str(config.key_path),

@@ -20,7 +20,18 @@ from pathlib import Path
 
 import yaml
 
-from patchkit.lab import catalog, cgroups, fleet, hosts, image, network, repo, supervisor, system
+from patchkit.lab import (
+    catalog,
+    cgroups,
+    fleet,
+    hosts,
+    image,
+    isolation,
+    network,
+    repo,
+    supervisor,
+    system,
+)
 from patchkit.lab.config import LabConfig
 
 log = logging.getLogger(__name__)
@@ -120,6 +131,7 @@ def down(config: LabConfig, inventory_dir: Path | None, *, purge: bool = False) 
         if running:
             with ThreadPoolExecutor(max_workers=min(16, len(running))) as pool:
                 list(pool.map(lambda i: hosts.stop(config, i, timeout=10), running))
+        isolation.undo(config)  # its routes live in this machine's table, not in the lab's
         if not cgroups.kill_all(config.cgroup):
             log.warning("some processes of lab %s would not die", config.name)
         for index in numbers:
@@ -169,8 +181,16 @@ class LabStatus:
         return self.pool_mounted or bool(self.hosts)
 
 
+def _network(config: LabConfig, index: int, far: isolation.Isolation | None) -> str:
+    """up, down (cable pulled) or far (on the far network, reached through nodes only)."""
+    if config.run_file(index, "netdown").exists():
+        return "down"
+    return "far" if far is not None and index in far.hosts else "up"
+
+
 def status(config: LabConfig) -> LabStatus:
     mounted = system.is_mounted(config.pool_dir)
+    far = isolation.current(config)
     rows = []
     for index in hosts.existing(config) if mounted else []:
         prof = fleet.profile(index)
@@ -179,7 +199,7 @@ def status(config: LabConfig) -> LabStatus:
                 name=config.host_name(index),
                 address=str(config.address(index)),
                 state="running" if hosts.running(config, index) else "off",
-                network="down" if config.run_file(index, "netdown").exists() else "up",
+                network=_network(config, index, far),
                 env=prof.env,
                 tier=prof.tier,
                 cluster=prof.cluster,

@@ -25,7 +25,7 @@ def status_table(status: LabStatus) -> Table:
         state = (
             Text("running", style="green") if host.state == "running" else Text("off", style="red")
         )
-        net = Text("up") if host.network == "up" else Text("down", style="red")
+        net = Text(host.network, style="red" if host.network == "down" else "")
         table.add_row(host.name, host.address, state, net, host.env, str(host.tier), host.cluster)
     return table
 

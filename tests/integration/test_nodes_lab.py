@@ -1,5 +1,7 @@
-"""Execution nodes on real lab hosts (issue 18): host1 is bootstrapped as a node and runs jobs
-for the other hosts through ansible-runner's transmit → worker → process stream over SSH.
+"""Execution nodes on real lab hosts (issue 18): host1 and host4 are bootstrapped as nodes and
+run jobs for host2 and host3 through ansible-runner's transmit → worker → process stream over
+SSH; for the window tests host2 and host3 sit on the lab's far network (``patchkit lab
+isolate``), which this machine has no route to.
 
 The wheels come from ``make test`` (``patchkit node wheels``, before the tests: the tests
 themselves never reach an index); PATCHKIT_TEST_NODE_WHEELS names another directory.
@@ -20,7 +22,8 @@ import pytest
 
 from patchkit import inventory
 from patchkit.execution import nodes
-from patchkit.execution.runner import NodeJob, TaskResult, run_on_node, run_playbook
+from patchkit.execution.runner import LEASE, NodeJob, TaskResult, run_on_node, run_playbook
+from patchkit.lab import hosts as lab_hosts
 from patchkit.lab.config import LabConfig
 from patchkit.ledger import Ledger
 from patchkit.model import Host
@@ -33,7 +36,6 @@ from tests.integration.conftest import (
     patchkit_cli,
     planned_id,
     run,
-    states,
 )
 
 WHEELS = Path(os.environ.get("PATCHKIT_TEST_NODE_WHEELS", ROOT / ".venv" / "node-wheels"))
@@ -51,20 +53,45 @@ def _addressing(config: LabConfig) -> list[str]:
     return ["--key", str(config.key_path), "--known-hosts", str(config.known_hosts)]
 
 
+NODES = (1, 4)  # the lab hosts bootstrapped as execution nodes
+FAR = (2, 3)  # the hosts they patch
+
+
 @pytest.fixture(scope="module")
 def node(lab: Path, lab_config: LabConfig) -> nodes.ExecutionNode:
-    """host1, bootstrapped through the CLI as an operator would."""
+    """host1 (and host4), bootstrapped through the CLI as an operator would."""
     assert nodes.missing_wheels(WHEELS, nodes.pins("3.11")) == [], (
         f"no complete wheel set in {WHEELS}: make test downloads it (patchkit node wheels "
         f"--dest {WHEELS})"
     )
-    address = str(lab_config.address(1))
+    addresses = [str(lab_config.address(i)) for i in NODES]
     done = patchkit_cli(
-        "node", "bootstrap", address, *_addressing(lab_config), "--wheels", str(WHEELS), "--json"
-    )
+        "node", "bootstrap", *addresses, *_addressing(lab_config), "--wheels", str(WHEELS),
+        "--json",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["nodes"][0]["state"] == "ready"
+    assert [n["state"] for n in json.loads(done.stdout)["nodes"]] == ["ready", "ready"]
     return _node(lab_config)
+
+
+def _lab(config: LabConfig, *args: str) -> subprocess.CompletedProcess[str]:
+    lab_args = ("--name", config.name, "--subnet", str(config.subnet), "--root", str(config.root))
+    return patchkit_cli("lab", *lab_args, *args)
+
+
+@pytest.fixture
+def far(node: nodes.ExecutionNode, lab_config: LabConfig) -> Iterator[None]:
+    """host2 and host3 on the far network, which only the nodes reach."""
+    hosts = [f"host{i}" for i in FAR]
+    via = [a for i in NODES for a in ("--via", f"host{i}")]
+    done = _lab(lab_config, "isolate", *hosts, *via, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout) == {"hosts": hosts, "via": [f"host{i}" for i in NODES]}
+    try:
+        yield
+    finally:
+        undone = _lab(lab_config, "isolate", "--undo")
+        assert undone.returncode == 0, undone.stdout + undone.stderr
 
 
 @pytest.fixture
@@ -100,10 +127,10 @@ def test_check_shows_a_ready_node_and_refuses_one_never_bootstrapped(
     assert ready["differences"] == {} and ready["worker"] is True
     assert ready["free_mb"]["/tmp"] > 0
 
-    done = patchkit_cli("node", "check", str(lab_config.address(4)), *_addressing(lab_config))
+    done = patchkit_cli("node", "check", str(lab_config.address(5)), *_addressing(lab_config))
     assert done.returncode == 3, done.stdout + done.stderr
     assert "not bootstrapped" in done.stdout
-    assert f"patchkit node bootstrap root@{lab_config.address(4)}" in done.stdout
+    assert f"patchkit node bootstrap root@{lab_config.address(5)}" in done.stdout
 
 
 def test_check_refuses_a_node_with_another_ansible_runner(
@@ -160,6 +187,45 @@ def test_a_job_through_the_node_reports_what_a_local_job_does_live(
         theirs = local.task(host.name, "Report the lab check")
         assert ours is not None and theirs is not None
         assert ours.result["msg"]["boot_id"] == theirs.result["msg"]["boot_id"]
+
+
+def test_far_hosts_are_out_of_the_controllers_reach_and_in_the_nodes(
+    far: None, lab: Path, lab_config: LabConfig, targets: list[Host]
+) -> None:
+    """The isolation is real: this machine has no route to the far hosts (ssh and Ansible fail
+    at once), while both nodes reach them, and they still reach their own apt mirror."""
+    for index in FAR:
+        direct = subprocess.run(
+            ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-i", str(lab_config.key_path),
+             "-o", f"UserKnownHostsFile={lab_config.known_hosts}",
+             f"root@{lab_config.address(index)}", "true"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert direct.returncode == 255, direct.stderr
+        assert "No route to host" in direct.stderr or "unreachable" in direct.stderr
+    route = subprocess.run(
+        ["ip", "route", "get", str(lab_config.address(FAR[0]))], capture_output=True, text=True
+    )
+    assert route.returncode != 0 or "unreachable" in route.stdout, route.stdout
+    local = run_playbook(
+        ROOT / "playbooks" / "lab-check.yml", lab, limit=",".join(h.name for h in targets),
+        timeout=120,
+    )  # fmt: skip
+    assert local.unreachable() == {h.name for h in targets}
+    for index in NODES:
+        through = run_on_node(
+            ROOT / "playbooks" / "lab-check.yml",
+            nodes.node_job(_node(lab_config, index), targets),
+            timeout=300,
+        )
+        assert through.status == "successful", through.tasks
+        assert through.unreachable() == set()
+    status = json.loads(_lab(lab_config, "status", "--json").stdout)
+    networks = {h["name"]: h["network"] for h in status["hosts"]}
+    assert [networks[f"host{i}"] for i in FAR] == ["far", "far"]
+    assert [networks[f"host{i}"] for i in NODES] == ["up", "up"]
+    refreshed = on_host(lab_config, FAR[0], "apt-get update 2>&1 | tail -1")
+    assert "Reading package lists" in refreshed, refreshed  # the far network's own mirror
 
 
 def test_a_host_whose_key_the_controller_does_not_know_is_refused_through_the_node(
@@ -252,13 +318,15 @@ def test_a_cut_connection_stops_the_job_on_the_node(
 # ---------------------------------------------------------------- a patch window through the node
 
 
-def _node_policy(tmp_path: Path, lab_config: LabConfig, known_hosts: Path) -> str:
-    """The lab policy for host2 and host3 alone, both patched through host1 (package snapshots:
-    the lab backend works from the controller)."""
+def _node_policy(tmp_path: Path, lab_config: LabConfig, *changes: tuple[str, str]) -> str:
+    """The lab policy for host2 and host3 alone, both patched through host1 or host4 (package
+    snapshots: the lab backend works from the controller), snapshots released at the run's end
+    (through the nodes too)."""
     text = Path(POLICY).read_text()
     for old, new in (
         ("classification:\n", "scope:\n  include: [host2, host3]\n\nclassification:\n"),
-        ("backend: lab,", "backend: package,"),
+        ("backend: lab, retention: 1d", "backend: package, retention: 0s"),
+        *changes,
     ):
         assert old in text, old
         text = text.replace(old, new, 1)
@@ -266,9 +334,9 @@ def _node_policy(tmp_path: Path, lab_config: LabConfig, known_hosts: Path) -> st
         "\nexecution:\n"
         "  node_groups:\n"
         "    - name: lab-nodes\n"
-        f"      nodes: [root@{lab_config.address(1)}]\n"
+        f"      nodes: [{', '.join(f'root@{lab_config.address(i)}' for i in NODES)}]\n"
         f"      key: {lab_config.key_path}\n"
-        f"      known_hosts: {known_hosts}\n"
+        f"      known_hosts: {lab_config.known_hosts}\n"
         "      hosts: [host2, host3]\n"
     )
     path = tmp_path / "policy.yml"
@@ -276,39 +344,56 @@ def _node_policy(tmp_path: Path, lab_config: LabConfig, known_hosts: Path) -> st
     return str(path)
 
 
-def test_a_window_patches_and_rolls_back_its_hosts_through_the_node(
-    node: nodes.ExecutionNode,
+def _sessions(config: LabConfig, index: int, since: int) -> list[str]:
+    """Where host ``index``'s sshd accepted sessions from since ``since`` (epoch seconds)."""
+    log = on_host(config, index, f"journalctl -q -u ssh --since @{since} --no-pager")
+    return [
+        line.split(" from ")[1].split()[0]
+        for line in log.splitlines()
+        if "Accepted publickey" in line
+    ]
+
+
+def _packages(config: LabConfig, index: int) -> dict[str, str]:
+    shown = on_host(config, index, "dpkg-query -W -f '${Package} ${Version}\\n' 'demo-*'")
+    return dict(line.split() for line in shown.splitlines())
+
+
+def test_a_window_patches_and_rolls_back_far_hosts_through_the_nodes(
+    far: None,
     lab: Path,
     lab_config: LabConfig,
     env: dict[str, str],
     tmp_path: Path,
     pristine: None,
 ) -> None:
-    """The whole path through the node: snapshot, patch, reboot, verify; demo-svc 1.1 breaks
-    its health check, so both hosts are rolled back to their package snapshots, also there."""
-    policy = _node_policy(tmp_path, lab_config, lab_config.known_hosts)
-    plan_id = planned_id(lab, env, policy)
+    """The whole path through the nodes to hosts this machine cannot reach: assess, snapshot,
+    patch, reboot, verify; demo-svc 1.1 breaks its health check, so both hosts are rolled back
+    to their package snapshots, which are then released: all of it through a node."""
+    policy = _node_policy(tmp_path, lab_config)
+    since = int(on_host(lab_config, 2, "date +%s")) + 1
+    time.sleep(1.1)  # that session's own log line is before ``since``
+    plan_id = planned_id(lab, env, policy)  # assess.yml went through a node: no route here
     shown = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
     body = json.loads(shown.stdout)
     placed = {h["host"]: h["node_group"] for b in body["batches"] for h in b["hosts"]}
     assert placed == {"host2": "lab-nodes", "host3": "lab-nodes"}
-    assert body["settings"]["node_groups"][0]["nodes"] == [f"root@{lab_config.address(1)}"]
+    assert len(body["settings"]["node_groups"][0]["nodes"]) == 2
     approve(plan_id, env)
-    since = int(on_host(lab_config, 2, "date +%s")) + 1
-    time.sleep(1.1)  # that session's own log line is before ``since``
     assert run(lab, env, plan_id, policy) == 1  # the hosts failed verification
-    # the hosts' own sshd saw the run come from the node, not from the controller: from the
-    # controller, only the session reading the log itself
-    log = on_host(lab_config, 2, f"journalctl -q -u ssh --since @{since} --no-pager")
-    accepted = [line for line in log.splitlines() if "Accepted publickey" in line]
-    assert any(f"from {lab_config.address(1)} " in line for line in accepted), log
-    assert len([line for line in accepted if f"from {lab_config.gateway} " in line]) == 1, log
-    after = states(lab, "host2,host3")
-    for row in after.values():  # back where they were: the snapshot's versions
-        assert row.packages == {
+    # the hosts' own sshd saw everything come from a node; the lab's log reading comes from
+    # the host itself (its console), never from this machine
+    node_addresses = {str(lab_config.address(i)) for i in NODES}
+    for index in FAR:
+        sources = set(_sessions(lab_config, index, since))
+        assert sources & node_addresses, sources
+        assert sources <= node_addresses | {str(lab_config.address(index))}, sources
+    for index in FAR:  # back where they were: the snapshot's versions
+        assert _packages(lab_config, index) == {
             "demo-app": "1.0", "demo-kernel": "1.0", "demo-lib": "1.0", "demo-svc": "1.0"
         }  # fmt: skip
-    record = Ledger(env["PATCHKIT_LEDGER"]).run_record()
+    ledger = Ledger(env["PATCHKIT_LEDGER"])
+    record = ledger.run_record()
     assert record is not None and record["status"] == "halted"
     phases = {
         (p["host"], p["phase"]): p["status"] for p in record["phases"] if p["phase"] != "rollback"
@@ -319,6 +404,90 @@ def test_a_window_patches_and_rolls_back_its_hosts_through_the_node(
         assert phases[(name, "verify")] == "failed"
     rollbacks = {p["host"]: p["status"] for p in record["phases"] if p["phase"] == "rollback"}
     assert rollbacks == {"host2": "ok", "host3": "ok"}
+    assert ledger.unreleased_snapshots() == []  # release.yml reached them through a node too
+
+
+def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the_other(
+    far: None,
+    lab: Path,
+    lab_config: LabConfig,
+    env: dict[str, str],
+    tmp_path: Path,
+    pristine: None,
+) -> None:
+    """The node running the batch loses its link to the controller while the hosts reboot: the
+    run ends interrupted naming the node, no host gets a verdict (no failure, no rollback on a
+    guess), the node's worker cancels itself when its lease runs out, and ``resume`` finishes
+    the hosts through the other node of the group."""
+    policy = _node_policy(tmp_path, lab_config)
+    assert _lab(lab_config, "updates", "--withdraw", "demo-svc").returncode == 0
+    try:
+        plan_id = planned_id(lab, env, policy)
+        approve(plan_id, env)
+        for index in FAR:  # the reboot wait is where the cut comes
+            assert _lab(lab_config, "fault", f"host{index}", "boot-delay", "30").returncode == 0
+        running = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "patchkit"), "run", plan_id, "-p", policy,
+             "-i", str(lab), "--json"],
+            env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        ledger = Ledger(env["PATCHKIT_LEDGER"])
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            record = ledger.run_record()
+            done = {
+                p["host"] for p in (record or {}).get("phases", ())
+                if p["phase"] == "patch" and p["status"] == "ok"
+            }  # fmt: skip
+            if done == {"host2", "host3"}:
+                break
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the hosts were not patched in time")
+        busy = [
+            i for i in NODES if on_host(lab_config, i, "ls /tmp | grep -c patchkit-job- || true")
+            != "0"
+        ]  # fmt: skip
+        assert len(busy) == 1, busy
+        (cut,) = busy
+        (other,) = [i for i in NODES if i != cut]
+        assert _lab(lab_config, "fault", f"host{cut}", "net-down").returncode == 0
+        cut_at = time.monotonic()
+        out, err = running.communicate(timeout=180)
+        assert running.returncode == 1, out + err
+        record = ledger.run_record()
+        assert record is not None and record["status"] == "interrupted", record
+        said = f"execution node root@{lab_config.address(cut)} (group lab-nodes) was lost"
+        assert said in str(record.get("reason")), record
+        statuses = {(p["host"], p["phase"]): p["status"] for p in record["phases"]}
+        assert "rollback" not in {phase for _, phase in statuses}
+        assert "failed" not in statuses.values()
+        for index in FAR:
+            hosts_cleared = _lab(lab_config, "fault", f"host{index}", "clear")
+            assert hosts_cleared.returncode == 0
+        # the cut node's worker outlives its lease by nothing: let it run out before resuming
+        time.sleep(max(0.0, cut_at + LEASE + 5 - time.monotonic()))
+        lab_hosts.wait_ssh(lab_config, FAR)  # their boot delay of the cut try is running out
+        since = int(on_host(lab_config, FAR[0], "date +%s")) + 1
+        time.sleep(1.1)
+        resumed = patchkit_cli(
+            "resume", record["id"], "-p", policy, "-i", str(lab), "--json", env=env
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        final = ledger.run_record()
+        assert final is not None and final["status"] == "completed", final
+        for index in FAR:
+            assert _packages(lab_config, index)["demo-lib"] == "1.1"
+            sources = set(_sessions(lab_config, index, since))
+            assert str(lab_config.address(other)) in sources, sources
+            assert str(lab_config.address(cut)) not in sources, sources
+    finally:
+        _lab(lab_config, "updates", "--publish", "demo-svc")
+        for index in NODES:
+            _lab(lab_config, "fault", f"host{index}", "net-up")
+    # back on the network, the cut node holds nothing of the job (the lease deleted it)
+    assert on_host(lab_config, cut, "ls /tmp | grep -c patchkit-job- || true") == "0"
 
 
 def test_cleanup_removes_what_a_killed_worker_left(
