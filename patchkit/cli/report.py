@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -116,15 +116,23 @@ def runs(
     table.add_column("started", Fit.WORDS)  # "2026-11-20 12:00" may break at its space
     for column in ("minutes", "status", "hosts", "failed"):
         table.add_column(column, Fit.WHOLE)
+    table.add_column("ran from", Fit.WORDS)
     table.add_column("why", Fit.FREE)
     for r in found:
         minutes = f"{(r['ended'] - r['started']).total_seconds() / 60:.1f}" if r["ended"] else "-"
         table.add_row(
             shown(r["id"]), shown(r["policy"]), shown(r["window"]),
             f"{r['started']:%Y-%m-%d %H:%M}", minutes, r["status"], str(r["hosts"]),
-            str(r["failed"]), shown(r["reason"][:100]),
+            str(r["failed"]), shown(_ran_from(r)), shown(r["reason"][:100]),
         )  # fmt: skip
     console.print(table)
+
+
+def _ran_from(run: Mapping[str, Any]) -> str:
+    """``ctl:12`` or ``ctl:12 via node1 node2``: who ran a run's hosts (its holder if no phase
+    says)."""
+    controllers = " ".join(run["controllers"]) or run["holder"]
+    return controllers + (" via " + " ".join(run["nodes"]) if run["nodes"] else "")
 
 
 COMPLIANCE_FORMATS: dict[str, Callable[[compliance.ComplianceReport], str]] = {

@@ -8,6 +8,7 @@ the settings were refused.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ class PhaseOutcome:
     seconds: float  # sum of the durations of the phase's tasks on this host
     data: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1  # failure_handling.retries: the patch phase's try this comes from
+    via: str = ""  # the execution node that ran it; "": the controller
 
     def __post_init__(self) -> None:  # plain strings (ledger rows, tests) become the enums
         object.__setattr__(self, "phase", Phase(self.phase))
@@ -168,7 +170,8 @@ def fold_phases(
             status is PhaseStatus.SKIPPED and phase is Phase.PRECHECK
         ):
             stopped = outcome  # a skipped backup (no hook configured) is a pass
-    return phases
+    via = next((t.via for t in reversed(tasks) if t.host == host), "")
+    return [dataclasses.replace(p, via=via) for p in phases] if via else phases
 
 
 def _status(data: Mapping[str, Any]) -> PhaseStatus:

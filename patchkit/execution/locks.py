@@ -23,6 +23,7 @@ from typing import Any
 
 from patchkit.errors import LedgerError, PatchkitError, RefusedError
 from patchkit.ledger import Ledger
+from patchkit.ledger.base import this_controller
 from patchkit.ledger.runs import describe_locks
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ WAIT_EVERY = 3.0  # seconds between two looks at held hosts (--wait)
 
 
 def holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return this_controller()
 
 
 def _pid_alive(pid: int) -> bool:

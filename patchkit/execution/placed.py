@@ -13,6 +13,7 @@ unreachable, with every node's reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -159,15 +160,19 @@ class Placement:
                 staged = nodes.node_job(
                     node, [records[h] for h in names], host_key_checking=job.host_key_checking
                 )
+
+                def from_node(task: TaskResult) -> TaskResult:
+                    return dataclasses.replace(task, via=node.name)
+
                 try:
-                    return run_on_node(
+                    done = run_on_node(
                         content.playbook(playbook),
                         staged,
                         extravars=job.extravars,
                         check=job.check,
                         forks=job.forks or max(1, len(names)),
                         timeout=job.timeout,
-                        on_task=told,
+                        on_task=lambda task: told(from_node(task)),
                         cancel=cancel,
                         host_key_checking=job.host_key_checking,
                     )
@@ -175,6 +180,7 @@ class Placement:
                     log.warning("execution node %s (group %s): %s", node.name, group, exc)
                     why = f"execution node {node.name} (group {group}) did not run the job: "
                     return refuse(names, why + exc.message)
+                return dataclasses.replace(done, tasks=tuple(from_node(t) for t in done.tasks))
 
             return go
 

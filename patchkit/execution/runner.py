@@ -62,6 +62,7 @@ class TaskResult:
     status: str  # ok / changed / failed / skipped / unreachable
     result: Mapping[str, Any]
     duration: float | None = None
+    via: str = ""  # the execution node that ran it; "": the controller itself
 
     @property
     def message(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +30,13 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from patchkit.errors import LedgerError
 from patchkit.ledger import migrations
 from patchkit.ledger import schema as t
+
+
+def this_controller() -> str:
+    """This controller process, as the ledger records who holds a lock or ran a phase:
+    ``hostname:pid`` (two controllers on one machine are told apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 DEFAULT_PATH = Path(".patchkit/ledger.sqlite")
 

@@ -9,7 +9,8 @@ Adding a version: append a step below that changes existing tables (new tables a
 ``metadata.create_all`` after the steps), bump ``schema.SCHEMA_VERSION``, and test the step on a
 ledger at the previous version (``tests/integration/test_ledger_migrations.py``, and
 ``tests/unit/test_software_inventory.py`` for version 5 on SQLite,
-``tests/unit/test_advisory_ledger.py`` for version 6, ``tests/unit/test_plan_bodies.py`` for 7).
+``tests/unit/test_advisory_ledger.py`` for version 6, ``tests/unit/test_plan_bodies.py`` for 7,
+``tests/unit/test_who_ran.py`` for 8).
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ def _v7_packed_plans(conn: Connection) -> None:
 
 
 # version -> the step that takes a ledger from the version before to it
+def _v8_who_ran(conn: Connection) -> None:
+    # Phases of version 7 did not record their controller or node: "" (unknown, or before
+    # execution nodes existed: the run's own controller, runs.holder).
+    for column in ("controller", "via"):
+        conn.execute(
+            text(f"ALTER TABLE host_phases ADD COLUMN {column} VARCHAR(255) DEFAULT '' NOT NULL")
+        )
+
+
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _v2_reboot_approval,
     3: _v3_locks,
@@ -86,6 +96,7 @@ STEPS: dict[int, Callable[[Connection], None]] = {
     5: _v5_software,
     6: _v6_advisories,
     7: _v7_packed_plans,
+    8: _v8_who_ran,
 }
 
 

@@ -60,6 +60,19 @@ class RunQueries(LedgerBase):
             query = query.limit(limit)
         with self._tx("cannot read") as conn:
             rows = conn.execute(query).all()
+            hp = t.host_phases.c
+            ran = conn.execute(
+                select(hp.run_id, hp.controller, hp.via)
+                .distinct()
+                .where(hp.run_id.in_([r.id for r in rows]))
+            ).all()
+        controllers: dict[str, set[str]] = {}
+        nodes: dict[str, set[str]] = {}
+        for row in ran:
+            if row.controller:
+                controllers.setdefault(row.run_id, set()).add(row.controller)
+            if row.via:
+                nodes.setdefault(row.run_id, set()).add(row.via)
         return [
             {
                 "id": r.id,
@@ -73,6 +86,10 @@ class RunQueries(LedgerBase):
                 "batches": int(r.batches or 0),
                 "hosts": int(r.hosts or 0),
                 "failed": int(r.failed or 0),
+                "holder": r.holder,  # the controller that started or last resumed it
+                # the controllers and execution nodes its hosts' phases ran from
+                "controllers": sorted(controllers.get(r.id, ())),
+                "nodes": sorted(nodes.get(r.id, ())),
             }
             for r in rows
         ]
@@ -222,6 +239,8 @@ class RunQueries(LedgerBase):
                     "message": p.message,
                     "seconds": json.loads(p.data).get("seconds"),
                     "data": json.loads(p.data),
+                    "controller": p.controller,
+                    "via": p.via,
                 }
                 for p in phases
             ],

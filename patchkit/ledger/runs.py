@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from patchkit.errors import RefusedError
 from patchkit.ledger import schema as t
-from patchkit.ledger.base import LedgerBase, audit, aware, lock_row, utc
+from patchkit.ledger.base import LedgerBase, audit, aware, lock_row, this_controller, utc
 from patchkit.ledger.planning import PlanningRecords
 
 
@@ -132,6 +132,8 @@ class RunRecords(LedgerBase):
             "message": phase.message,
             "ended": utc(ended),
             "data": json.dumps(dict(phase.data) | {"seconds": phase.seconds}, default=str),
+            "controller": this_controller(),
+            "via": getattr(phase, "via", ""),
         }
         attempt = getattr(phase, "attempt", 1)
         done = conn.execute(
@@ -376,6 +378,8 @@ class RunRecords(LedgerBase):
             "data": json.dumps(
                 result.data | {"seconds": sum(p.seconds for p in result.phases)}, default=str
             ),
+            "controller": this_controller(),
+            "via": next((p.via for p in reversed(result.phases) if p.via), ""),
         }
         rows = t.host_phases.c
         with self._tx("cannot write to") as conn:

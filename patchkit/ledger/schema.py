@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 
 # Bump with a step in migrations.py whenever an existing table changes.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = MetaData()
 
@@ -170,6 +170,10 @@ host_phases = Table(
     Column("ended", DateTime(timezone=True)),
     Column("message", Text, nullable=False),
     Column("data", Text, nullable=False),  # the phase's result as JSON
+    # who ran it: the controller process (host:pid) that recorded it, and the execution node
+    # it went through ("": the controller reached the host itself)
+    Column("controller", String(255), nullable=False, server_default=""),
+    Column("via", String(255), nullable=False, server_default=""),
     Index("ix_host_phases_run_host", "run_id", "host"),
 )
 

@@ -68,6 +68,15 @@ class HostOutcome:
     checks: tuple[str, ...]  # verification checks with their result, e.g. "http …: ok"
     message: str  # the message that explains a failure, or the last phase's
     attempts: int = 1  # tries of the patch phase (failure_handling.retries); phases: the last
+    controller: str = ""  # the controller (host:pid) that recorded its last phase
+    via: str = ""  # the execution node its last phase went through ("": none)
+
+    @property
+    def ran(self) -> str:
+        """Where it was patched from: ``ctl:123``, ``ctl:123 via ops@node``, or ``-``."""
+        if not self.controller and not self.via:
+            return "-"
+        return (self.controller or "?") + (f" via {self.via}" if self.via else "")
 
 
 @dataclass(frozen=True)
@@ -181,7 +190,10 @@ def build(
     phases: dict[str, list[PhaseOutcome]] = {}
     data: dict[tuple[str, str], Mapping[str, Any]] = {}
     tries: dict[str, int] = {}
+    ran: dict[str, tuple[str, str]] = {}  # host -> its last phase's controller and node
     for p in record["phases"]:
+        if p.get("controller") or p.get("via"):
+            ran[p["host"]] = (str(p.get("controller") or ""), str(p.get("via") or ""))
         tries[p["host"]] = max(tries.get(p["host"], 1), int(p.get("attempt", 1)))
     for p in record["phases"]:
         if p["phase"] != "rollback" and int(p.get("attempt", 1)) != tries[p["host"]]:
@@ -232,6 +244,8 @@ def build(
                 checks=checks,
                 message=_explain(mine),
                 attempts=tries.get(name, 1),
+                controller=ran.get(name, ("", ""))[0],
+                via=ran.get(name, ("", ""))[1],
             )
         )
         if outcome == "reboot pending":
@@ -323,7 +337,19 @@ def to_csv(report: RunReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
-        ["run", "batch", "host", "outcome", *PHASES, "rebooted", "changes", "message", "left_why"]
+        [
+            "run",
+            "batch",
+            "host",
+            "outcome",
+            *PHASES,
+            "rebooted",
+            "changes",
+            "message",
+            "left_why",
+            "controller",
+            "via",
+        ]
     )
     why = {x.host: x.why for x in report.left if x.what == "all its updates"}
     for h in report.hosts:
@@ -331,7 +357,7 @@ def to_csv(report: RunReport) -> str:
             [
                 report.run, h.batch, h.host, h.outcome, *(_phase(h, p) for p in PHASES),
                 "" if h.rebooted is None else str(h.rebooted).lower(),
-                _changes(h), h.message, why.get(h.host, ""),
+                _changes(h), h.message, why.get(h.host, ""), h.controller, h.via,
             ]
         )  # fmt: skip
     return visible(out.getvalue())  # control characters shown escaped: a CSV gets cat too
@@ -376,9 +402,17 @@ def to_markdown(report: RunReport) -> str:
     )
     lines += ["", "## Hosts", ""]
     lines += md_table(
-        ["host", "batch", "outcome", *PHASES, "packages", "message"],
+        ["host", "batch", "outcome", *PHASES, "packages", "ran from", "message"],
         [
-            [h.host, h.batch, _outcome(h), *(_phase(h, p) for p in PHASES), _changes(h), h.message]
+            [
+                h.host,
+                h.batch,
+                _outcome(h),
+                *(_phase(h, p) for p in PHASES),
+                _changes(h),
+                h.ran,
+                h.message,
+            ]
             for h in report.hosts
         ],
     )
@@ -418,6 +452,7 @@ def to_text(report: RunReport) -> Group:
     hosts.add_column("batch", Fit.WHOLE)
     for column in ("outcome", *PHASES):  # "rolled back", "ok 2.0s"
         hosts.add_column(column, Fit.WORDS)
+    hosts.add_column("ran from", Fit.WORDS)
     hosts.add_column("message", Fit.FREE)
     for h in report.hosts:
         cells = []
@@ -427,7 +462,7 @@ def to_text(report: RunReport) -> Group:
         hosts.add_row(
             shown(h.host), str(h.batch),
             Text(_outcome(h), style=COLOURS.get(h.outcome, "")),
-            *cells, shown(h.message[:160]),
+            *cells, shown(h.ran), shown(h.message[:160]),
         )  # fmt: skip
     parts: list[Any] = [head, batches, hosts]
     changed = [h for h in report.hosts if h.changes]

@@ -75,8 +75,16 @@ def drop_advisories(conn: Connection) -> None:
 
 
 def drop_packed_plans(conn: Connection) -> None:
-    """Take plans back to before version 7: the body only as text."""
+    """Take plans back to before version 7: the body only as text (and phases back to before
+    version 8: no controller or node)."""
     conn.execute(text("ALTER TABLE plans DROP COLUMN body_z"))
+    drop_who_ran(conn)
+
+
+def drop_who_ran(conn: Connection) -> None:
+    """Take phases back to before version 8: who ran them was not recorded."""
+    for column in ("controller", "via"):
+        conn.execute(text(f"ALTER TABLE host_phases DROP COLUMN {column}"))
 
 
 def version_1_ledger(url: str) -> None:

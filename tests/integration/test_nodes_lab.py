@@ -405,6 +405,15 @@ def test_a_window_patches_and_rolls_back_far_hosts_through_the_nodes(
     rollbacks = {p["host"]: p["status"] for p in record["phases"] if p["phase"] == "rollback"}
     assert rollbacks == {"host2": "ok", "host3": "ok"}
     assert ledger.unreleased_snapshots() == []  # release.yml reached them through a node too
+    # runs and the run report say which controller and which node ran each host
+    (listed,) = json.loads(patchkit_cli("runs", "--json", env=env).stdout)
+    assert len(listed["nodes"]) == 1, listed  # one node per group per run
+    assert listed["nodes"][0] in {f"root@{a}" for a in node_addresses}
+    assert listed["controllers"] and all(":" in c for c in listed["controllers"])
+    report = json.loads(patchkit_cli("report", "run", "--format", "json", env=env).stdout)
+    assert {h["host"]: h["via"] for h in report["hosts"]} == {
+        "host2": listed["nodes"][0], "host3": listed["nodes"][0]
+    }  # fmt: skip
 
 
 def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the_other(
@@ -425,7 +434,7 @@ def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the
         plan_id = planned_id(lab, env, policy)
         approve(plan_id, env)
         for index in FAR:  # the reboot wait is where the cut comes
-            assert _lab(lab_config, "fault", f"host{index}", "boot-delay", "30").returncode == 0
+            assert _lab(lab_config, "fault", f"host{index}", "boot-delay", "15").returncode == 0
         running = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "patchkit"), "run", plan_id, "-p", policy,
              "-i", str(lab), "--json"],
@@ -477,6 +486,8 @@ def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         final = ledger.run_record()
         assert final is not None and final["status"] == "completed", final
+        last = {p["host"]: p["via"] for p in final["phases"]}  # the resumed phases come last
+        assert last == {f"host{i}": f"root@{lab_config.address(other)}" for i in FAR}, last
         for index in FAR:
             assert _packages(lab_config, index)["demo-lib"] == "1.1"
             sources = set(_sessions(lab_config, index, since))

@@ -372,6 +372,8 @@ def version_5_ledger(path: Path) -> None:
     for table in reversed(t.ADVISORY_TABLES):
         conn.execute(f"DROP TABLE {table.name}")
     conn.execute("ALTER TABLE plans DROP COLUMN body_z")  # version 7
+    conn.execute("ALTER TABLE host_phases DROP COLUMN controller")  # version 8
+    conn.execute("ALTER TABLE host_phases DROP COLUMN via")
     conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")
     conn.close()
 
@@ -385,7 +387,7 @@ def test_a_version_5_ledger_is_migrated_and_keeps_its_records(tmp_path: Path) ->
     ledger = Ledger(f"sqlite:///{path}")  # opening migrates
     with engine.connect() as conn:
         version = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "schema")).scalar()
-        assert version == str(t.SCHEMA_VERSION) == "7"
+        assert version == str(t.SCHEMA_VERSION) == "8"
         assert all(conn.dialect.has_table(conn, table.name) for table in t.ADVISORY_TABLES)
         assert conn.execute(select(func.count()).select_from(t.findings)).scalar() == 1
     engine.dispose()

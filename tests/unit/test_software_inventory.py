@@ -446,6 +446,8 @@ INSERT INTO pending_updates (finding_id, package, installed, candidate, origin, 
     VALUES (1, 'openssl', '3.0.15-1~deb12u1', '3.0.17-1~deb12u2', '12/stable-security',
             '2026-11-01 08:00:00.000000');
 ALTER TABLE plans DROP COLUMN body_z;
+ALTER TABLE host_phases DROP COLUMN controller;
+ALTER TABLE host_phases DROP COLUMN via;
 UPDATE meta SET value = '4' WHERE key = 'schema';
 COMMIT;
 """
