@@ -168,8 +168,9 @@ def release_snapshots(
     """Delete the snapshots the retention rule lets go (one playbook run); mark them released.
 
     Returns the snapshots released (or, with ``dry_run``, that would be). Hosts that are not in
-    the inventory are left for a run that knows them. Hosts on execution nodes are released
-    through them, ``seed`` (a run's id: its nodes) choosing the node of each group.
+    the inventory, or that another controller holds, are left for a later release. Hosts on
+    execution nodes are released through them, ``seed`` (a run's id: its nodes) choosing the
+    node of each group.
     """
     now = clock()
     known = {h.name for h in hosts}
@@ -181,6 +182,15 @@ def release_snapshots(
     ]
     if dry_run or not due:
         return due
+    # a host another controller holds (its run, assessment or release) is left for later: two
+    # controllers on one ledger must not run playbooks on one host at once
+    mine = locks.holder()
+    busy = {lk["host"] for lk in ledger.locks({s["host"] for s in due}) if lk["holder"] != mine}
+    if busy:
+        log.info("snapshots of %s not released now: held by another controller", sorted(busy))
+        due = [s for s in due if s["host"] not in busy]
+        if not due:
+            return []
     by_host: dict[str, list[dict[str, str]]] = {}
     for snap in due:
         by_host.setdefault(snap["host"], []).append({"backend": snap["backend"], "id": snap["id"]})

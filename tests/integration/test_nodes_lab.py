@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +38,8 @@ from tests.integration.conftest import (
     planned_id,
     run,
 )
+
+pytest_plugins = ["tests.integration.postgres"]
 
 WHEELS = Path(os.environ.get("PATCHKIT_TEST_NODE_WHEELS", ROOT / ".venv" / "node-wheels"))
 MARKER = "/tmp/patchkit-after-marker"
@@ -344,6 +347,15 @@ def _node_policy(tmp_path: Path, lab_config: LabConfig, *changes: tuple[str, str
     return str(path)
 
 
+def _started(plan_id: str, policy: str, lab: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``patchkit run`` of ``plan_id`` as a process of its own (a controller), not waited for."""
+    argv = [str(ROOT / ".venv" / "bin" / "patchkit"), "run", plan_id, "-p", policy]
+    return subprocess.Popen(
+        [*argv, "-i", str(lab), "--json"], env=os.environ | env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def _sessions(config: LabConfig, index: int, since: int) -> list[str]:
     """Where host ``index``'s sshd accepted sessions from since ``since`` (epoch seconds)."""
     log = on_host(config, index, f"journalctl -q -u ssh --since @{since} --no-pager")
@@ -435,11 +447,7 @@ def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the
         approve(plan_id, env)
         for index in FAR:  # the reboot wait is where the cut comes
             assert _lab(lab_config, "fault", f"host{index}", "boot-delay", "15").returncode == 0
-        running = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "patchkit"), "run", plan_id, "-p", policy,
-             "-i", str(lab), "--json"],
-            env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        running = _started(plan_id, policy, lab, env)
         ledger = Ledger(env["PATCHKIT_LEDGER"])
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -499,6 +507,80 @@ def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the
             _lab(lab_config, "fault", f"host{index}", "net-up")
     # back on the network, the cut node holds nothing of the job (the lease deleted it)
     assert on_host(lab_config, cut, "ls /tmp | grep -c patchkit-job- || true") == "0"
+
+
+def _scoped(path: str, tmp_path: Path, name: str, *hosts: str) -> str:
+    """``path``'s policy for ``hosts`` alone, written as ``name``."""
+    text = (
+        Path(path)
+        .read_text()
+        .replace(
+            "scope:\n  include: [host2, host3]\n", f"scope:\n  include: [{', '.join(hosts)}]\n", 1
+        )
+    )
+    out = tmp_path / name
+    out.write_text(text)
+    return str(out)
+
+
+def test_two_controllers_share_one_postgresql_ledger(
+    far: None,
+    lab: Path,
+    lab_config: LabConfig,
+    postgres_server: Any,
+    postgres_database: str,
+    tmp_path: Path,
+    pristine: None,
+) -> None:
+    """Two controller processes run disjoint plans at the same time on one PostgreSQL ledger
+    (each host through a node); a third plan wanting a host one of them holds is refused
+    (exit 3) naming that controller; runs and reports say which controller and node ran
+    which host."""
+    env = {
+        "PATCHKIT_LEDGER": postgres_server.url(postgres_database),
+        "PATCHKIT_LAB_ROOT": str(lab_config.root),
+    }
+    both = _node_policy(tmp_path, lab_config)
+    policies = {
+        "host2": _scoped(both, tmp_path, "host2.yml", "host2"),
+        "host3": _scoped(both, tmp_path, "host3.yml", "host3"),
+    }
+    assert _lab(lab_config, "updates", "--withdraw", "demo-svc").returncode == 0
+    try:
+        plans = {name: planned_id(lab, env, policy) for name, policy in policies.items()}
+        overlap = planned_id(lab, env, both)
+        for plan_id in (*plans.values(), overlap):
+            approve(plan_id, env)
+        controllers = {n: _started(plans[n], policies[n], lab, env) for n in policies}
+        ledger = Ledger(env["PATCHKIT_LEDGER"])
+        deadline = time.monotonic() + 120
+        while len(ledger.locks(["host2", "host3"])) < 2:  # both controllers hold their host
+            assert time.monotonic() < deadline, "the two runs did not both start"
+            for proc in controllers.values():
+                assert proc.poll() is None, proc.communicate()
+            time.sleep(0.3)
+        refused = patchkit_cli("run", overlap, "-p", both, "-i", str(lab), env=env)
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        pids = [p.pid for p in controllers.values()]
+        assert any(f":{pid}" in refused.stderr for pid in pids), (refused.stderr, pids)
+        for proc in controllers.values():
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, out + err
+        runs = {r["plan"]: r for r in ledger.runs()}
+        assert set(runs) >= set(plans.values())
+        first, second = (runs[plans[n]] for n in ("host2", "host3"))
+        assert first["started"] < second["ended"] and second["started"] < first["ended"]
+        node_names = {f"root@{lab_config.address(i)}" for i in NODES}
+        for name, proc in controllers.items():
+            run = runs[plans[name]]
+            assert [c.rsplit(":", 1)[1] for c in run["controllers"]] == [str(proc.pid)]
+            assert len(run["nodes"]) == 1 and run["nodes"][0] in node_names
+            shown = patchkit_cli("report", "run", run["id"], "--format", "json", env=env)
+            (host,) = json.loads(shown.stdout)["hosts"]
+            assert host["host"] == name and host["outcome"] == "patched"
+            assert host["controller"].endswith(f":{proc.pid}") and host["via"] in node_names
+    finally:
+        _lab(lab_config, "updates", "--publish", "demo-svc")
 
 
 def test_cleanup_removes_what_a_killed_worker_left(

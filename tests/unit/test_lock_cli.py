@@ -340,3 +340,27 @@ def test_assess_takes_a_dead_holders_lock_only_with_take_over(
     assert taken.code == ExitCode.FAILURES, taken.err  # past the lock: the hosts unreachable
     assert sorted(ledger.latest_findings()) == ["web-1", "web-2"]
     assert ledger.locks(["web-1", "web-2"]) == []
+
+
+def test_a_release_leaves_alone_hosts_another_controller_holds(
+    ledger: Ledger, inventory: str
+) -> None:
+    """At the end of one controller's run, the snapshots of a host another controller is
+    patching stay: no playbook on a host someone else holds (unit: nothing reaches a host)."""
+    from patchkit import policy as policy_lib
+    from patchkit.execution.window import release_snapshots
+    from patchkit.model import Host
+
+    changed_run(ledger, verified=True)
+    hold(ledger, "run-other", "run", "other-controller:1", datetime.now(UTC))
+    loaded = policy_lib.load(Path(POLICY))
+    due = release_snapshots(
+        ledger, loaded, [Host(HOST)], Path(inventory), clock=lambda: datetime.now(UTC),
+        dry_run=True,
+    )  # fmt: skip
+    assert [s["id"] for s in due] == ["snap-1"]  # due by the retention rule...
+    done = release_snapshots(
+        ledger, loaded, [Host(HOST)], Path(inventory), clock=lambda: datetime.now(UTC)
+    )
+    assert done == []  # ...but held by another controller: left for later
+    assert [s["id"] for s in ledger.unreleased_snapshots()] == ["snap-1"]
