@@ -468,9 +468,13 @@ def run_on_node(
             "--private-data-dir",
             worker_dir,
         ]
+        # a process group of its own: the terminal's Ctrl-C reaches patchkit, which cancels the
+        # job through the stream (a clean stop on the node), not ssh, whose death would read as
+        # a lost node; if patchkit itself dies, the closed stream cancels the job (the lease)
         ssh = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors
-        )
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+            process_group=0,
+        )  # fmt: skip
         if ssh.stdin is None or ssh.stdout is None:  # pragma: no cover - both are PIPE
             raise RunnerError("cannot talk to the ssh command", hint="a bug in patchkit")
         done = threading.Event()

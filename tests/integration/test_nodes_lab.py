@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -262,6 +263,11 @@ def _index(config: LabConfig, host: Host) -> int:
     return next(i for i in (2, 3) if str(config.address(i)) == str(host.var("ansible_host")))
 
 
+def _jobs_on(config: LabConfig, index: int) -> str:
+    """How many job directories node ``index`` holds (as text: ``0`` when none)."""
+    return on_host(config, index, "ls /tmp | grep -c patchkit-job- || true")
+
+
 def _marked(config: LabConfig) -> list[int]:
     return [i for i in (2, 3) if on_host(config, i, f"test -e {MARKER} && echo y || true") == "y"]
 
@@ -284,7 +290,7 @@ def test_cancel_stops_the_job_on_the_node(
     # past the sleep: a job still running would have left the marker by now
     time.sleep(max(0.0, started + SLEEP + 6 - time.monotonic()))
     assert _marked(lab_config) == []
-    assert on_host(lab_config, 1, "ls /tmp | grep -c patchkit-job- || true") == "0"
+    assert _jobs_on(lab_config, 1) == "0"
 
 
 def test_a_cut_connection_stops_the_job_on_the_node(
@@ -347,12 +353,15 @@ def _node_policy(tmp_path: Path, lab_config: LabConfig, *changes: tuple[str, str
     return str(path)
 
 
-def _started(plan_id: str, policy: str, lab: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    """``patchkit run`` of ``plan_id`` as a process of its own (a controller), not waited for."""
+def _started(
+    plan_id: str, policy: str, lab: Path, env: dict[str, str], *, session: bool = False
+) -> subprocess.Popen[str]:
+    """``patchkit run`` of ``plan_id`` as a process of its own (a controller), not waited for;
+    ``session``: in a session of its own, as a shell's foreground job is."""
     argv = [str(ROOT / ".venv" / "bin" / "patchkit"), "run", plan_id, "-p", policy]
     return subprocess.Popen(
         [*argv, "-i", str(lab), "--json"], env=os.environ | env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=session,
     )  # fmt: skip
 
 
@@ -463,7 +472,7 @@ def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the
         else:
             raise AssertionError("the hosts were not patched in time")
         busy = [
-            i for i in NODES if on_host(lab_config, i, "ls /tmp | grep -c patchkit-job- || true")
+            i for i in NODES if _jobs_on(lab_config, i)
             != "0"
         ]  # fmt: skip
         assert len(busy) == 1, busy
@@ -506,7 +515,45 @@ def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the
         for index in NODES:
             _lab(lab_config, "fault", f"host{index}", "net-up")
     # back on the network, the cut node holds nothing of the job (the lease deleted it)
-    assert on_host(lab_config, cut, "ls /tmp | grep -c patchkit-job- || true") == "0"
+    assert _jobs_on(lab_config, cut) == "0"
+
+
+def test_ctrl_c_of_a_run_cancels_the_jobs_on_the_nodes_cleanly(
+    far: None,
+    lab: Path,
+    lab_config: LabConfig,
+    env: dict[str, str],
+    tmp_path: Path,
+    pristine: None,
+) -> None:
+    """Ctrl-C as a terminal sends it, to the run's whole process group: patchkit stops the
+    run (interrupted by the operator, not a lost node), the node's job is canceled through the
+    stream and leaves nothing on the node, and the hosts are free again."""
+    policy = _node_policy(tmp_path, lab_config)
+    plan_id = planned_id(lab, env, policy)
+    approve(plan_id, env)
+    proc = _started(plan_id, policy, lab, env, session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the batch is patching on a node
+        if json.loads(line).get("task") == "patchkit snapshot result":
+            os.killpg(proc.pid, signal.SIGINT)  # the foreground group: patchkit and its ssh
+            break
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    ledger = Ledger(env["PATCHKIT_LEDGER"])
+    record = ledger.run_record()
+    assert record is not None and record["status"] == "interrupted", record
+    assert "stopped by the operator" in record["reason"], record["reason"]
+    assert "was lost" not in record["reason"]
+    assert not [p for p in record["phases"] if p["phase"] == "rollback"]
+    assert ledger.locks(["host2", "host3"]) == []
+    deadline = time.monotonic() + 30
+    left: list[int] = [0]
+    while left and time.monotonic() < deadline:
+        left = [i for i in NODES if _jobs_on(lab_config, i) != "0"]
+        time.sleep(0.5)
+    assert left == [], "a job directory is left on a node"
 
 
 def _scoped(path: str, tmp_path: Path, name: str, *hosts: str) -> str:
@@ -592,4 +639,4 @@ def test_cleanup_removes_what_a_killed_worker_left(
     done = patchkit_cli("node", "cleanup", str(lab_config.address(1)), *_addressing(lab_config))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Removed 1 private data dir(s)" in done.stdout
-    assert on_host(lab_config, 1, "ls /tmp | grep -c patchkit-job- || true") == "0"
+    assert _jobs_on(lab_config, 1) == "0"
