@@ -495,6 +495,10 @@ def run_on_node(
                 ssh_key=job.ssh_key,
                 quiet=True,
                 timeout=timeout,
+                # without a callback, init_runner installs its own SIGINT and SIGTERM handlers
+                # in the main thread, in place of patchkit's: Ctrl-C would no longer stop the
+                # run (the job's cancel is _feed's, below)
+                cancel_callback=lambda: False,
             )
             feeding = threading.Thread(
                 target=_feed, args=(transmitter, ssh.stdin, done, cancel), daemon=True
@@ -508,7 +512,7 @@ def run_on_node(
                 event_handler=seen.event,
                 status_handler=status,
                 quiet=True,
-                cancel_callback=lambda: False,  # unused by the processor; keeps SIGINT ours
+                cancel_callback=lambda: False,  # unused by the processor; keeps SIGINT ours too
             )
             final, _ = processor.run()
         finally:

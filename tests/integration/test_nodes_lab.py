@@ -37,7 +37,6 @@ from tests.integration.conftest import (
     on_host,
     patchkit_cli,
     planned_id,
-    run,
 )
 
 pytest_plugins = ["tests.integration.postgres"]
@@ -380,28 +379,77 @@ def _packages(config: LabConfig, index: int) -> dict[str, str]:
     return dict(line.split() for line in shown.splitlines())
 
 
-def test_a_window_patches_and_rolls_back_far_hosts_through_the_nodes(
+def _scoped(path: str, tmp_path: Path, name: str, *hosts: str) -> str:
+    """``path``'s policy for ``hosts`` alone, written as ``name``."""
+    text = (
+        Path(path)
+        .read_text()
+        .replace(
+            "scope:\n  include: [host2, host3]\n", f"scope:\n  include: [{', '.join(hosts)}]\n", 1
+        )
+    )
+    out = tmp_path / name
+    out.write_text(text)
+    return str(out)
+
+
+def _plan(lab: Path, env: dict[str, str], policy: str) -> str:
+    """The id of a plan made from what the ledger holds (no new assessment)."""
+    done = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
+def test_two_controllers_patch_and_roll_back_far_hosts_through_the_nodes(
     far: None,
     lab: Path,
     lab_config: LabConfig,
-    env: dict[str, str],
+    postgres_server: Any,
+    postgres_database: str,
     tmp_path: Path,
     pristine: None,
 ) -> None:
-    """The whole path through the nodes to hosts this machine cannot reach: assess, snapshot,
-    patch, reboot, verify; demo-svc 1.1 breaks its health check, so both hosts are rolled back
-    to their package snapshots, which are then released: all of it through a node."""
-    policy = _node_policy(tmp_path, lab_config)
+    """The whole path to hosts this machine cannot reach, by two controller processes on one
+    PostgreSQL ledger at the same time, one far host each: assess (through a node), snapshot,
+    patch, reboot, verify; demo-svc 1.1 breaks its health check, so each host is rolled back
+    to its package snapshot, which is then released: all of it through a node. A third plan
+    wanting both hosts is refused (exit 3) naming a running controller; runs and the run
+    reports say which controller and which node ran each host."""
+    env = {
+        "PATCHKIT_LEDGER": postgres_server.url(postgres_database),
+        "PATCHKIT_LAB_ROOT": str(lab_config.root),
+    }
+    both = _node_policy(tmp_path, lab_config)
+    policies = {
+        "host2": _scoped(both, tmp_path, "host2.yml", "host2"),
+        "host3": _scoped(both, tmp_path, "host3.yml", "host3"),
+    }
     since = int(on_host(lab_config, 2, "date +%s")) + 1
     time.sleep(1.1)  # that session's own log line is before ``since``
-    plan_id = planned_id(lab, env, policy)  # assess.yml went through a node: no route here
-    shown = patchkit_cli("plan", "-p", policy, "-i", str(lab), "--format", "json", env=env)
+    overlap = planned_id(lab, env, both)  # assess.yml went through a node: no route here
+    shown = patchkit_cli("plan", "-p", both, "-i", str(lab), "--format", "json", env=env)
     body = json.loads(shown.stdout)
     placed = {h["host"]: h["node_group"] for b in body["batches"] for h in b["hosts"]}
     assert placed == {"host2": "lab-nodes", "host3": "lab-nodes"}
     assert len(body["settings"]["node_groups"][0]["nodes"]) == 2
-    approve(plan_id, env)
-    assert run(lab, env, plan_id, policy) == 1  # the hosts failed verification
+    plans = {name: _plan(lab, env, policy) for name, policy in policies.items()}
+    for plan_id in (*plans.values(), overlap):
+        approve(plan_id, env)
+    controllers = {n: _started(plans[n], policies[n], lab, env) for n in policies}
+    ledger = Ledger(env["PATCHKIT_LEDGER"])
+    deadline = time.monotonic() + 120
+    while len(ledger.locks(["host2", "host3"])) < 2:  # both controllers hold their host
+        assert time.monotonic() < deadline, "the two runs did not both start"
+        for proc in controllers.values():
+            assert proc.poll() is None, proc.communicate()
+        time.sleep(0.3)
+    refused = patchkit_cli("run", overlap, "-p", both, "-i", str(lab), env=env)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    pids = [p.pid for p in controllers.values()]
+    assert any(f":{pid}" in refused.stderr for pid in pids), (refused.stderr, pids)
+    for proc in controllers.values():
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1, out + err  # the host failed verification
     # the hosts' own sshd saw everything come from a node; the lab's log reading comes from
     # the host itself (its console), never from this machine
     node_addresses = {str(lab_config.address(i)) for i in NODES}
@@ -409,32 +457,29 @@ def test_a_window_patches_and_rolls_back_far_hosts_through_the_nodes(
         sources = set(_sessions(lab_config, index, since))
         assert sources & node_addresses, sources
         assert sources <= node_addresses | {str(lab_config.address(index))}, sources
-    for index in FAR:  # back where they were: the snapshot's versions
-        assert _packages(lab_config, index) == {
+        assert _packages(lab_config, index) == {  # back where it was: the snapshot's versions
             "demo-app": "1.0", "demo-kernel": "1.0", "demo-lib": "1.0", "demo-svc": "1.0"
         }  # fmt: skip
-    ledger = Ledger(env["PATCHKIT_LEDGER"])
-    record = ledger.run_record()
-    assert record is not None and record["status"] == "halted"
-    phases = {
-        (p["host"], p["phase"]): p["status"] for p in record["phases"] if p["phase"] != "rollback"
-    }
-    for name in ("host2", "host3"):
-        for phase in ("precheck", "snapshot", "patch", "reboot"):
-            assert phases[(name, phase)] == "ok", (name, phase)
-        assert phases[(name, "verify")] == "failed"
-    rollbacks = {p["host"]: p["status"] for p in record["phases"] if p["phase"] == "rollback"}
-    assert rollbacks == {"host2": "ok", "host3": "ok"}
+    runs = {r["plan"]: r for r in ledger.runs()}
+    first, second = (runs[plans[n]] for n in ("host2", "host3"))
+    assert first["started"] < second["ended"] and second["started"] < first["ended"]
+    node_names = {f"root@{a}" for a in node_addresses}
+    for name, proc in controllers.items():
+        run = runs[plans[name]]
+        assert run["status"] == "halted", run
+        assert [c.rsplit(":", 1)[1] for c in run["controllers"]] == [str(proc.pid)]
+        assert len(run["nodes"]) == 1 and run["nodes"][0] in node_names  # one node per run
+        record = ledger.run_record(run["id"])
+        assert record is not None
+        phases = {p["phase"]: p["status"] for p in record["phases"]}
+        for phase in ("precheck", "snapshot", "patch", "reboot", "rollback"):
+            assert phases[phase] == "ok", (name, phase, phases)
+        assert phases["verify"] == "failed", phases
+        shown = patchkit_cli("report", "run", run["id"], "--format", "json", env=env)
+        (host,) = json.loads(shown.stdout)["hosts"]
+        assert host["host"] == name and host["outcome"] == "rolled back"
+        assert host["controller"].endswith(f":{proc.pid}") and host["via"] == run["nodes"][0]
     assert ledger.unreleased_snapshots() == []  # release.yml reached them through a node too
-    # runs and the run report say which controller and which node ran each host
-    (listed,) = json.loads(patchkit_cli("runs", "--json", env=env).stdout)
-    assert len(listed["nodes"]) == 1, listed  # one node per group per run
-    assert listed["nodes"][0] in {f"root@{a}" for a in node_addresses}
-    assert listed["controllers"] and all(":" in c for c in listed["controllers"])
-    report = json.loads(patchkit_cli("report", "run", "--format", "json", env=env).stdout)
-    assert {h["host"]: h["via"] for h in report["hosts"]} == {
-        "host2": listed["nodes"][0], "host3": listed["nodes"][0]
-    }  # fmt: skip
 
 
 def test_a_node_cut_mid_batch_interrupts_the_run_and_resume_finishes_through_the_other(
@@ -554,80 +599,6 @@ def test_ctrl_c_of_a_run_cancels_the_jobs_on_the_nodes_cleanly(
         left = [i for i in NODES if _jobs_on(lab_config, i) != "0"]
         time.sleep(0.5)
     assert left == [], "a job directory is left on a node"
-
-
-def _scoped(path: str, tmp_path: Path, name: str, *hosts: str) -> str:
-    """``path``'s policy for ``hosts`` alone, written as ``name``."""
-    text = (
-        Path(path)
-        .read_text()
-        .replace(
-            "scope:\n  include: [host2, host3]\n", f"scope:\n  include: [{', '.join(hosts)}]\n", 1
-        )
-    )
-    out = tmp_path / name
-    out.write_text(text)
-    return str(out)
-
-
-def test_two_controllers_share_one_postgresql_ledger(
-    far: None,
-    lab: Path,
-    lab_config: LabConfig,
-    postgres_server: Any,
-    postgres_database: str,
-    tmp_path: Path,
-    pristine: None,
-) -> None:
-    """Two controller processes run disjoint plans at the same time on one PostgreSQL ledger
-    (each host through a node); a third plan wanting a host one of them holds is refused
-    (exit 3) naming that controller; runs and reports say which controller and node ran
-    which host."""
-    env = {
-        "PATCHKIT_LEDGER": postgres_server.url(postgres_database),
-        "PATCHKIT_LAB_ROOT": str(lab_config.root),
-    }
-    both = _node_policy(tmp_path, lab_config)
-    policies = {
-        "host2": _scoped(both, tmp_path, "host2.yml", "host2"),
-        "host3": _scoped(both, tmp_path, "host3.yml", "host3"),
-    }
-    assert _lab(lab_config, "updates", "--withdraw", "demo-svc").returncode == 0
-    try:
-        plans = {name: planned_id(lab, env, policy) for name, policy in policies.items()}
-        overlap = planned_id(lab, env, both)
-        for plan_id in (*plans.values(), overlap):
-            approve(plan_id, env)
-        controllers = {n: _started(plans[n], policies[n], lab, env) for n in policies}
-        ledger = Ledger(env["PATCHKIT_LEDGER"])
-        deadline = time.monotonic() + 120
-        while len(ledger.locks(["host2", "host3"])) < 2:  # both controllers hold their host
-            assert time.monotonic() < deadline, "the two runs did not both start"
-            for proc in controllers.values():
-                assert proc.poll() is None, proc.communicate()
-            time.sleep(0.3)
-        refused = patchkit_cli("run", overlap, "-p", both, "-i", str(lab), env=env)
-        assert refused.returncode == 3, refused.stdout + refused.stderr
-        pids = [p.pid for p in controllers.values()]
-        assert any(f":{pid}" in refused.stderr for pid in pids), (refused.stderr, pids)
-        for proc in controllers.values():
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, out + err
-        runs = {r["plan"]: r for r in ledger.runs()}
-        assert set(runs) >= set(plans.values())
-        first, second = (runs[plans[n]] for n in ("host2", "host3"))
-        assert first["started"] < second["ended"] and second["started"] < first["ended"]
-        node_names = {f"root@{lab_config.address(i)}" for i in NODES}
-        for name, proc in controllers.items():
-            run = runs[plans[name]]
-            assert [c.rsplit(":", 1)[1] for c in run["controllers"]] == [str(proc.pid)]
-            assert len(run["nodes"]) == 1 and run["nodes"][0] in node_names
-            shown = patchkit_cli("report", "run", run["id"], "--format", "json", env=env)
-            (host,) = json.loads(shown.stdout)["hosts"]
-            assert host["host"] == name and host["outcome"] == "patched"
-            assert host["controller"].endswith(f":{proc.pid}") and host["via"] in node_names
-    finally:
-        _lab(lab_config, "updates", "--publish", "demo-svc")
 
 
 def test_cleanup_removes_what_a_killed_worker_left(

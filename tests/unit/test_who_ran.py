@@ -144,3 +144,28 @@ def test_runs_lists_the_controllers_and_nodes_that_ran_each_run(tmp_path: Path) 
     assert run["controllers"] == [this_controller()] and run["nodes"] == [NODE]
     assert _ran_from(run) == f"{this_controller()} via {NODE}"
     assert _ran_from(run | {"controllers": [], "nodes": []}) == "ctl:1"  # before schema 8
+
+
+def test_a_job_through_a_node_leaves_the_controllers_signal_handlers_alone(tmp_path: Path) -> None:
+    """ansible-runner's init_runner installs SIGINT and SIGTERM handlers of its own unless given
+    a cancel callback; through a node it must not, or Ctrl-C would no longer stop a run (a
+    stand-in for ssh that ends at once: the job fails to start, which is all this needs)."""
+    import signal
+
+    from patchkit import content
+    from patchkit.errors import RunnerError
+    from patchkit.execution.runner import NodeJob, run_on_node
+
+    def ours(_signum: int, _frame: object) -> None:
+        return None
+
+    before = {s: signal.signal(s, ours) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        job = NodeJob("stand-in", ("true",), str(tmp_path / "venv"), {"all": {"hosts": {}}})
+        with pytest.raises(RunnerError, match="could not run on execution node stand-in"):
+            run_on_node(content.playbook("lab-check.yml"), job, timeout=30)
+        assert signal.getsignal(signal.SIGINT) is ours
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
