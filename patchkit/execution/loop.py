@@ -71,6 +71,9 @@ class BatchLoop:
         self.who, self.emergency = who, emergency
         self.resume = resume or ResumePoint()
         self.lost = ""  # why the last job stopped without the operator: a lost execution node
+        # hosts a lost node left without a verdict while the run went on (on_node_lost:
+        # continue): host -> (batch, why); the run ends interrupted so that resume reruns them
+        self.stranded: dict[str, tuple[int, str]] = {}
         self.rules = plan.settings.rules
         self.reboot = {
             h.host: state.reboot_mode(h, plan.settings.phases, reboots_approved=reboots_approved)
@@ -105,9 +108,32 @@ class BatchLoop:
                 if not self.observer.wait(seconds, f"canary soak before batch {batch.number + 1}"):
                     stop = (RunStatus.INTERRUPTED, "stopped by the operator during the canary soak")
         status, reason = state.verdict(tally, stop)
+        if self.stranded:
+            status, reason = self._stranded(stop, status, reason)
         self.journal.finish_run(self.run_id, status=status, reason=reason, at=self.clock())
         not_patched = len(tally.left_alone) + len(tally.reboot_pending)
         return RunSummary(self.run_id, status, reason, tally.patched, tally.failures, not_patched)
+
+    def _stranded(
+        self, stop: tuple[RunStatus, str] | None, status: RunStatus, reason: str
+    ) -> tuple[RunStatus, str]:
+        """How a run that went on past a lost node ends: interrupted, so that resume reruns the
+        hosts without a verdict; a halt or a cutoff that came later keeps its status, and its
+        reason names those hosts too."""
+        by_loss: dict[tuple[int, str], list[str]] = {}
+        for host, (number, why) in self.stranded.items():
+            by_loss.setdefault((number, why), []).append(host)
+        told = "; ".join(
+            f"{why} during batch {number}: {', '.join(sorted(hosts))} have no verdict (not "
+            "failed, not rolled back)"
+            for (number, why), hosts in sorted(by_loss.items())
+        )
+        if stop is None:
+            went_on = "the rest of the window went on (execution.on_node_lost: continue)"
+            return RunStatus.INTERRUPTED, (
+                f"{told}; {went_on}; patchkit resume {self.run_id} runs them again"
+            )
+        return status, f"{reason}; before that, {told}"
 
     def _not_started(self, batch: Batch, reason: str) -> None:
         self.journal.record_batch(
@@ -171,7 +197,11 @@ class BatchLoop:
             if why is not None:
                 stop = (RunStatus.HALTED, why)
                 self._halted(batch, tally, why)
-        status = state.batch_status(notes.outcomes, halted=halted, canceled=canceled)
+        # a batch with hosts left without a verdict stays open for resume, as an interrupted one
+        stranded = any(self.stranded.get(h.host, (0, ""))[0] == batch.number for h in todo)
+        status = state.batch_status(
+            notes.outcomes, halted=halted, canceled=canceled or (stranded and not halted)
+        )
         failed = sum(1 for o in notes.outcomes if o.counts_as_failure)
         failed += len(set(earlier) & self.resume.failed)
         self.journal.record_batch(
@@ -251,7 +281,14 @@ class BatchLoop:
                 hint=f"{broken[0].hint}; then patchkit resume {self.run_id} --take-over "
                 "(the hosts keep the lock of this run)",
             )
-        self.lost = result.lost
+        stopped = result.canceled
+        if result.lost and self._goes_on(batch):  # only a node was lost: its hosts wait
+            stopped = False
+            for name in names:
+                if not events.finished(name, result.tasks):
+                    self.stranded[name] = (batch.number, result.lost)
+            log.warning("%s during batch %s; the run goes on", result.lost, batch.number)
+        self.lost = result.lost if stopped else ""
         outcomes = list(events.batch_outcomes(names, result.tasks))
         if result.canceled:  # hosts stopped mid-phase keep what they reported; resume reruns them
             outcomes = [o for o in outcomes if events.finished(o.host, result.tasks)]
@@ -260,13 +297,20 @@ class BatchLoop:
             planned = {h.host: h for h in hosts}
             outcomes = [_changes_made_earlier(o, planned[o.host]) for o in outcomes]
         outcomes = [_with_attempt(o, attempt) for o in outcomes]
-        retrying = set() if result.canceled else set(state.to_retry(outcomes, attempt, self.rules))
+        retrying = set() if stopped else set(state.to_retry(outcomes, attempt, self.rules))
         again = [o for o in outcomes if o.host in retrying]
         if again:  # recorded as a try; no rollback is pending for them
             self.journal.record_outcomes(
                 self.run_id, batch.number, again, started=begin, ended=self.clock(), final=False
             )
-        return outcomes, retrying, result.canceled
+        return outcomes, retrying, stopped
+
+    def _goes_on(self, batch: Batch) -> bool:
+        """Whether the run goes on past a lost node: the policy says so, the operator did not
+        stop it too, and the batch is not a canary whose verdict the window waits for."""
+        if self.rules.on_node_lost != "continue" or self.observer.cancelled():
+            return False
+        return not (batch.canary and self.rules.canary_on_failure == "halt")
 
     # ------------------------------------------------------------ rollback
 

@@ -8,7 +8,8 @@ reach ``on_task`` one at a time, as a local job's do. A group's node is chosen o
 Placement: the one its seed (a run id, or the time of an assessment) points at, or the next in
 the group's list when that one does not answer or runs other versions than the controller
 (``nodes.refuse_unless_ready``); a group none of whose nodes answers has its hosts reported
-unreachable, with every node's reason.
+unreachable, with every node's reason. A node lost mid-job is not chosen again by this
+Placement: the group's next job goes to the next node that answers.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Placement:
     seed: str = ""
     records: dict[str, Host] | None = None
     _chosen: dict[str, Any] = field(default_factory=dict)  # group -> its node, or the refusal
+    _lost: set[str] = field(default_factory=set)  # nodes lost mid-job: not chosen again
 
     @classmethod
     def of_policy(
@@ -191,6 +193,10 @@ class Placement:
             for g in parts
             if g != CONTROLLER and not isinstance(self._chosen.get(g), str)
         }
+        for group, result in results.items():
+            if result.status == "lost" and group in ran:  # the group's next job goes elsewhere
+                self._lost.add(ran[group])
+                del self._chosen[group]
         return Placed({g: results[g] for g in parts}, ran)
 
     def _hosts(self) -> dict[str, Host]:
@@ -223,6 +229,9 @@ class Placement:
         first %= len(candidates)
         reasons: list[str] = []
         for node in candidates[first:] + candidates[:first]:
+            if node.name in self._lost:
+                reasons.append(f"execution node {node.name} was lost mid-job earlier")
+                continue
             try:
                 facts = nodes.probe(node)
                 nodes.refuse_unless_ready(facts, nodes.pins(_major_minor(facts.python)))

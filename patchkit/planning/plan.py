@@ -715,6 +715,7 @@ def _settings(policy: Policy, allowed_signers: str) -> Settings:
             max_unavailable=affinity.max_unavailable if affinity else None,
             host_key_checking=policy.connection.host_key_checking,
             environment=tuple(policy.connection.environment),
+            on_node_lost=policy.execution.on_node_lost,
         ),
         verification=tuple(checks),
         node_groups=node_groups_of(policy),

@@ -217,6 +217,7 @@ class RunRules:
     max_unavailable: Amount | None = None  # per cluster, members down at once
     host_key_checking: bool = True  # False: ssh accepts any host key (policy connection.*)
     environment: tuple[str, ...] = ()  # controller variables (globs) the playbooks may see
+    on_node_lost: str = "halt"  # halt / continue (policy execution.on_node_lost)
 
 
 @dataclass(frozen=True)

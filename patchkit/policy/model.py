@@ -750,6 +750,12 @@ class Execution(Section):
         default_factory=list,
         description="Hosts of no group are patched from the controller.",
     )
+    on_node_lost: Literal["halt", "continue"] = Field(
+        default="halt",
+        description="A node lost mid-job: halt ends the run interrupted; continue leaves its "
+        "hosts without a verdict and goes on through the group's next node. Either way the run "
+        "ends interrupted and resume reruns those hosts.",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> Execution:

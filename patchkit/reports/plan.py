@@ -285,6 +285,14 @@ def _enforced(plan: Plan) -> tuple[tuple[str, str], ...]:
         soak = f"; the next batch waits {span(r.canary_soak)}" if r.canary_soak else ""
         lines.append(("canary", f"a canary host not patched {halt}{soak}"))
     lines.append(("where", _where(plan)))
+    if any(h.node_group for b in plan.planned for h in b.hosts):
+        lost = (
+            "its hosts wait without a verdict and the rest of the window goes on through the "
+            "group's next node"
+            if r.on_node_lost == "continue"
+            else "the run stops there, interrupted"
+        )
+        lines.append(("node lost", f"a node lost mid-job: {lost}; resume reruns its hosts"))
     waves = [b for b in plan.planned if len(b.hosts) > b.concurrency]
     if waves:
         lines.append(("waves", "batches larger than their concurrency run in waves; the error "

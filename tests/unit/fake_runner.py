@@ -33,16 +33,19 @@ class FakeRunner:
     jobs: list[PatchJob] = field(default_factory=list)
     rollbacks: list[RollbackJob] = field(default_factory=list)
     cancel_after: int | None = None  # the job number whose run the operator stops midway
+    # job number -> hosts whose execution node is lost in the middle of their patch phase
+    lose: dict[int, set[str]] = field(default_factory=dict)
 
     def patch(self, job: PatchJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
         self.jobs.append(job)
         out: list[TaskResult] = []
         stopped = self.cancel_after is not None and len(self.jobs) >= self.cancel_after
+        gone = self.lose.get(len(self.jobs), set())
         for plan in job.hosts:
             host = plan.host
             bad = self.fail.get((host, job.attempt)) or self.fail.get((host, 0))
             for phase in PATCH_PHASES:
-                if stopped and phase is Phase.PATCH:
+                if (stopped or host in gone) and phase is Phase.PATCH:
                     break  # Ctrl-C in the middle of the patch phase: no verdict for the host
                 if host in self.unreachable and phase is Phase.PATCH:
                     out.append(TaskResult(host, "apt", "apt", "unreachable", {"msg": "gone"}))
@@ -54,7 +57,8 @@ class FakeRunner:
             for t in out:
                 if t.host == host:
                     on_task(t)
-        return RunnerResult(tuple(out), canceled=stopped)
+        lost = "execution node ops@n1 (group dc2) was lost mid-job" if gone else ""
+        return RunnerResult(tuple(out), canceled=stopped or bool(gone), lost=lost)
 
     def roll_back(self, job: RollbackJob, on_task: TaskSink, cancel: Cancel) -> RunnerResult:
         self.rollbacks.append(job)

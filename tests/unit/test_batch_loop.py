@@ -8,6 +8,7 @@ chosen hosts in chosen phases and tries, and reads what the loop journalled. The
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -296,3 +297,89 @@ def test_a_cluster_member_lost_in_the_run_keeps_the_next_member_from_starting() 
     assert held["h2"].status is HostStatus.HELD and held["h3"].status is HostStatus.HELD
     assert "etcd" in held["h2"].message
     assert summary.status is RunStatus.FAILED and "held" in summary.reason
+
+
+# ---------------------------------------------------------------- a lost execution node
+
+
+def _recorded(notes: Notes) -> tuple[list[RecordedBatch], list[RecordedPhase]]:
+    """What the ledger would hold of the run ``notes`` saw, as resume reads it."""
+    last = {number: status for number, status, _ in notes.batches}
+    batches = [RecordedBatch(n, s, 0) for n, s in sorted(last.items())]
+    phases = [RecordedPhase(1, h, p, s, a) for h, p, s, a in notes.phases]
+    return batches, phases
+
+
+def test_a_lost_node_ends_the_run_interrupted_by_default() -> None:
+    plan = make()
+    runner = FakeRunner(lose={1: {"h2"}})
+    summary, notes = drive(plan, runner)
+    assert summary.status is RunStatus.INTERRUPTED
+    assert summary.reason.startswith("execution node ops@n1 (group dc2) was lost mid-job during")
+    assert "patchkit resume run-1 runs them again" in summary.reason
+    assert runner.hosts_run() == [["h1", "h2"]]  # no later batch
+    assert set(notes.final()) == {"h1"}  # h2 has no verdict: not failed, not rolled back
+    assert notes.last_batch(1)[0] == "interrupted" and notes.last_batch(2)[0] == "not-started"
+    assert runner.rollbacks == []
+
+
+def test_on_node_lost_continue_goes_on_and_resume_finishes_the_hosts_left_without_verdict() -> None:
+    plan = make("execution: {on_node_lost: continue}", hosts=6)
+    assert plan.settings.rules.on_node_lost == "continue"
+    runner = FakeRunner(lose={1: {"h2"}})
+    summary, notes = drive(plan, runner)
+    assert runner.hosts_run() == [["h1", "h2"], ["h3", "h4"], ["h5", "h6"]]
+    assert summary.status is RunStatus.INTERRUPTED and summary.patched == 5
+    assert summary.reason == (
+        "execution node ops@n1 (group dc2) was lost mid-job during batch 1: h2 have no verdict "
+        "(not failed, not rolled back); the rest of the window went on "
+        "(execution.on_node_lost: continue); patchkit resume run-1 runs them again"
+    )
+    assert set(notes.final()) == {"h1", "h3", "h4", "h5", "h6"} and runner.rollbacks == []
+    # the batch of the lost host stays open for resume; the others ended
+    assert [notes.last_batch(n)[0] for n in (1, 2, 3)] == ["interrupted", "completed", "completed"]
+    batches, phases = _recorded(notes)
+    point = state.resume_point(batches, phases, plan.settings.rules)
+    again = FakeRunner()
+    resumed, _ = drive(plan, again, resume=point)
+    assert again.hosts_run() == [["h2"]]
+    assert resumed.status is RunStatus.COMPLETED and resumed.patched == 1  # this run: h2
+
+
+def test_a_node_lost_in_a_canary_batch_stops_the_run_even_with_continue() -> None:
+    plan = make("execution: {on_node_lost: continue}\nrollout: {canary: {size: 1}}")
+    runner = FakeRunner(lose={1: {"h1"}})
+    summary, notes = drive(plan, runner)
+    assert summary.status is RunStatus.INTERRUPTED and "during batch 1" in summary.reason
+    assert runner.hosts_run() == [["h1"]]  # the window waits for the canary's verdict
+    assert all(s == "not-started" for n, s, _ in notes.batches if n > 1)
+
+
+def test_an_operator_stop_with_a_node_lost_stops_the_run_even_with_continue() -> None:
+    plan = make("execution: {on_node_lost: continue}")
+    notes = Notes()
+    runner = FakeRunner(lose={1: {"h2"}})
+    patch = runner.patch
+
+    def ctrl_c_too(job: Any, on_task: Any, cancel: Any) -> Any:
+        notes.stop_now = True  # the operator's Ctrl-C came while the node went away
+        return patch(job, on_task, cancel)
+
+    runner.patch = ctrl_c_too  # type: ignore[method-assign]
+    summary, _ = drive(plan, runner, notes=notes)
+    assert summary.status is RunStatus.INTERRUPTED and len(runner.jobs) == 1
+    assert summary.reason.startswith("execution node ops@n1 (group dc2) was lost mid-job")
+    assert "went on" not in summary.reason
+
+
+def test_a_halt_after_a_lost_node_keeps_its_status_and_names_the_hosts_without_verdict() -> None:
+    plan = make("execution: {on_node_lost: continue}\nrollout: {error_threshold: 1}", hosts=6)
+    runner = FakeRunner(lose={1: {"h2"}}, fail={("h3", 0): "patch"})
+    summary, _ = drive(plan, runner)
+    assert runner.hosts_run() == [["h1", "h2"], ["h3", "h4"]]
+    assert summary.status is RunStatus.HALTED
+    assert (
+        "; before that, execution node ops@n1 (group dc2) was lost mid-job during batch 1: h2"
+        in (summary.reason)
+    )
+    assert "h2 have no verdict" in summary.reason and "error threshold" in summary.reason

@@ -239,6 +239,45 @@ def test_a_lost_node_makes_the_job_stop_like_a_cancel_and_says_which(
     assert fakes.local == ["app1"]  # the controller's part ran to its end
 
 
+def test_a_node_lost_mid_job_is_not_chosen_again_and_the_group_moves_to_its_next_node(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fakes = _Fakes(monkeypatch, {"ops@10.2.0.5", "ops@10.2.0.6:2222"})
+    answered = fakes._remote
+    used: list[str] = []
+
+    def first_lost(playbook: Path, job: Any, **kwargs: Any) -> PlaybookResult:
+        used.append(job[0].name)
+        if len(used) == 1:
+            return PlaybookResult("lost", -1, (), ())
+        return answered(playbook, job, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(placed, "run_on_node", first_lost)
+    runner = _runner()
+    first = runner._run("patch.yml", ["db1"], {}, _settings(), lambda t: None, lambda: False)
+    second = runner._run("patch.yml", ["db2"], {}, _settings(), lambda t: None, lambda: False)
+    assert first.lost and not second.canceled and second.lost == ""
+    assert len(used) == 2 and used[0] != used[1]  # the next job went to the other node
+    assert f"execution node {used[0]} (group dc2)" in first.lost
+    third = runner._run("patch.yml", ["db1"], {}, _settings(), lambda t: None, lambda: False)
+    assert used[2] == used[1] and not third.canceled  # and stays there for the run
+
+
+def test_a_group_whose_every_node_was_lost_refuses_its_hosts_naming_the_loss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _Fakes(monkeypatch, {"root@10.9.0.5"})
+    monkeypatch.setattr(
+        placed, "run_on_node", lambda playbook, job, **_: PlaybookResult("lost", -1, (), ())
+    )
+    runner = _runner()
+    runner._run("patch.yml", ["web1"], {}, _settings(), lambda t: None, lambda: False)
+    again = runner._run("patch.yml", ["web1"], {}, _settings(), lambda t: None, lambda: False)
+    (refused,) = again.tasks
+    assert refused.status == "unreachable"
+    assert "execution node root@10.9.0.5 was lost mid-job earlier" in refused.message
+
+
 def test_every_preview_says_which_hosts_go_through_which_nodes() -> None:
     from rich.console import Console
 
@@ -257,6 +296,17 @@ def test_every_preview_says_which_hosts_go_through_which_nodes() -> None:
     assert said in plan_html(plan)
     alone = make_plan(policy(), fleet, findings, AT)
     assert "every host from this controller" in plan_markdown(alone)
+    assert "a node lost mid-job: the run stops there, interrupted" in plan_markdown(plan)
+    assert "node lost" not in plan_markdown(alone)
+    going_on = make_plan(
+        policy(GROUPS.replace("  node_groups:", "  on_node_lost: continue\n  node_groups:")),
+        fleet,
+        findings,
+        AT,
+    )
+    assert going_on.settings.rules.on_node_lost == "continue"
+    said = "a node lost mid-job: its hosts wait without a verdict and the rest of the window"
+    assert said in plan_markdown(going_on)
 
 
 def test_the_runner_uses_the_inventory_the_command_read(monkeypatch: pytest.MonkeyPatch) -> None:
