@@ -497,10 +497,11 @@ def test_a_node_cut_mid_batch_leaves_its_host_to_resume_while_the_window_goes_on
     a verdict; the cut node's worker cancels itself when its lease runs out, and ``resume``
     finishes that host through the other node. (The default, ``halt``, stops the run at the
     loss: tests/unit/test_batch_loop.py.)"""
-    policy = _node_policy(
-        tmp_path, lab_config, ("  batch_size: 2\n", "  batch_size: 1\n"),
-        ("\nexecution:\n", "\nexecution:\n  on_node_lost: continue\n"),
-    )  # fmt: skip
+    policy = _node_policy(tmp_path, lab_config, ("  batch_size: 2\n", "  batch_size: 1\n"))
+    text = Path(policy).read_text()
+    Path(policy).write_text(
+        text.replace("\nexecution:\n", "\nexecution:\n  on_node_lost: continue\n")
+    )
     assert _lab(lab_config, "updates", "--withdraw", "demo-svc").returncode == 0
     try:
         plan_id = planned_id(lab, env, policy)
