@@ -424,3 +424,94 @@ def test_an_inventory_scripts_stderr_goes_to_the_log(
     assert [(h.name, h.groups) for h in hosts] == [("w1", ("web",))]
     assert capfd.readouterr() == ("", "")
     assert any("cache is stale" in r.getMessage() for r in caplog.records)
+
+
+# YAML's scalars and structures that differ between loaders if any do: YAML 1.1 booleans and
+# octals, dates and timestamps, floats, nulls, anchors, merge keys, block scalars, sets, omaps
+SCALAR_ZOO = """\
+all:
+  vars:
+    base: &base {ansible_user: ops, ports: [22, 2222]}
+  children:
+    zoo:
+      hosts:
+        z1.example.net:
+          <<: *base
+          yes_no: [yes, no, on, off, true, False, y, n]
+          numbers: [0755, 0x1f, 1_000, -3, +4, 1e3, .5, .inf, -.inf, 0b101, 12:30:00]
+          dates: [2026-11-28, 2026-11-28 22:00:00, 2026-11-28T22:00:00Z, 2026-11-28T22:00:00+01:00]
+          nothing: [~, null, '']
+          text: "caf\\u00e9 \\u2603"
+          folded: >
+            one
+            two
+          literal: |
+            line 1
+            line 2
+          omap: !!omap [{one: 1}, {two: 2}]
+          version: 1.10
+          nested: {a: {b: {c: [1, {d: 2}]}}}
+        z2.example.net: {ansible_host: 10.0.0.2, <<: *base, ansible_user: root}
+"""
+
+
+def test_a_plain_yaml_file_is_read_by_the_safe_c_loader_and_agrees_with_ansible(
+    tmp_path: Path, empty_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(SCALAR_ZOO)
+    assert isinstance(inventory._Loader()._plain_yaml(str(path)), dict)  # the fast path
+    fast = assert_agrees([path], empty_dir)
+    # and what ansible-core's own parse gives, value for value (sets as sorted lists)
+    monkeypatch.setattr(inventory._Loader, "_plain_yaml", lambda self, path: None)
+    assert inventory.load(path, cache=None) == fast
+    # ansible-inventory --list cannot print bytes, and prints a set in no fixed order
+    binary = tmp_path / "binary.yml"
+    binary.write_text(
+        SCALAR_ZOO.replace(
+            "          version:",
+            "          bin: !!binary aGk=\n          set: !!set {b, a}\n          version:",
+        )
+    )
+    ansibles = inventory.load(binary, cache=None)
+    monkeypatch.undo()
+    assert inventory.load(binary, cache=None) == ansibles
+    z1 = {h.name: h for h in fast}["z1.example.net"]
+    assert z1.var("numbers")[0] == 493 and z1.var("yes_no")[:2] == (True, False)
+    assert z1.var("ansible_user") == "ops"
+    sets = {h.name: h for h in ansibles}["z1.example.net"]
+    assert sets.var("set") == ("a", "b") and sets.var("bin") == "b'hi'"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "all:\n  hosts:\n    web1: {secret: " + VAULTED.replace("\n", "\n  ") + "}\n",
+        "all:\n  hosts:\n    web1: {command: !unsafe '{{ not a template }}'}\n",
+        '{"all": {"hosts": {"web1": {"x": {"__ansible_unsafe": "{{ y }}"}}}}}\n',
+        "all:\n  hosts:\n    web1: {tier: [1\n",
+        "all:\n  hosts:\n    web1: {motd: 'patched on {{ ansible_date_time.date }}'}\n",
+        'plugin: constructed\ncompose: {tier: "level | int"}\n',
+        "- web1\n",
+    ],
+    ids=["vault", "unsafe", "json", "broken", "template", "plugin", "list"],
+)
+def test_what_the_safe_c_loader_cannot_take_goes_to_ansibles_parse(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(text)
+    assert inventory._Loader()._plain_yaml(str(path)) is None
+
+
+def test_duplicate_keys_made_an_error_by_ansible_config_go_to_ansibles_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  hosts:\n    web1: {tier: 1, tier: 2}\n")
+    assert inventory._Loader()._plain_yaml(str(path)) == {
+        "all": {"hosts": {"web1": {"tier": 2}}}
+    }  # warn (the default): the last one wins, as in ansible-core
+    monkeypatch.setenv("ANSIBLE_DUPLICATE_YAML_DICT_KEY", "error")
+    with pytest.raises(InventoryError, match="duplicate"):
+        inventory.load(path, cache=None)
