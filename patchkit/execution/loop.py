@@ -198,7 +198,7 @@ class BatchLoop:
                 stop = (RunStatus.HALTED, why)
                 self._halted(batch, tally, why)
         # a batch with hosts left without a verdict stays open for resume, as an interrupted one
-        stranded = any(self.stranded.get(h.host, (0, ""))[0] == batch.number for h in todo)
+        stranded = any(h.host in self.stranded for h in todo)  # a host is in one batch
         status = state.batch_status(
             notes.outcomes, halted=halted, canceled=canceled or (stranded and not halted)
         )
